@@ -1,0 +1,250 @@
+"""One dataclass config tree, YAML-loadable, with presets ``paper`` and ``lite``.
+
+Unknown or ill-typed keys are rejected with their full key path (e.g. ``model.rpn.nms_thresh``),
+so a typo in a YAML file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class BackboneConfig:
+    depth: int = 50  # ResNet depth: 18, 34 or 50 (torchvision layout)
+    frozen_stages: int = 1  # 0: stem, 1: + layer1, ... frozen (as DESIGN); -1: nothing
+    norm: str = "frozen_bn"  # frozen_bn (DESIGN, for ImageNet weights) | bn | gn (from scratch)
+    weights: str | None = None  # local torchvision ImageNet checkpoint
+
+
+@dataclass
+class TemporalConfig:
+    enabled: bool = True  # paper Eq. 1 in every layer4 block
+    causal: bool = False  # both folds from the past: usable online
+    fold_div: int = 8  # K = C // fold_div channels per shifted fold
+
+
+@dataclass
+class RPNConfig:
+    anchor_sizes: tuple[float, ...] = (32.0, 64.0, 128.0, 256.0, 512.0)  # one per P2..P6
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    modulation_proj: bool = True  # 3x3 conv before and 1x1 after the Eq. 2 product
+    fg_iou: float = 0.7
+    bg_iou: float = 0.3
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+    pre_nms_top_n_train: int = 2000
+    post_nms_top_n_train: int = 2000
+    pre_nms_top_n_test: int = 1000
+    post_nms_top_n_test: int = 1000
+    nms_thresh: float = 0.7
+    min_box_size: float = 1e-3
+    smooth_l1_beta: float = 1.0 / 9.0
+
+
+@dataclass
+class RoIConfig:
+    output_size: int = 7
+    sampling_ratio: int = 2
+    fc_dim: int = 1024
+    fg_iou: float = 0.5
+    bg_iou: float = 0.5
+    batch_size_per_image: int = 512
+    positive_fraction: float = 0.25
+    box_coder_weights: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)
+    smooth_l1_beta: float = 1.0
+
+
+@dataclass
+class AdversarialDropoutConfig:
+    enabled: bool = True
+    mode: str = "channel"  # "channel" (L = C) or "element" (L = C*7*7)
+    delta: float = 0.05  # at most floor(delta * L) mask entries flipped
+    weight: float = 1.0  # lambda in the total loss
+    keep_prob: float = 0.9  # random mask keep probability
+
+
+@dataclass
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    fpn_channels: int = 256
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi: RoIConfig = field(default_factory=RoIConfig)
+    adversarial_dropout: AdversarialDropoutConfig = field(default_factory=AdversarialDropoutConfig)
+
+
+@dataclass
+class InputConfig:
+    max_size: int = 1333  # frames resized keeping aspect ratio to fit max_size x min_size
+    min_size: int = 800
+    size_divisor: int = 32  # padded to a multiple of this
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 90000
+    batch_size: int = 2  # clips per process
+    clip_len: int = 3  # T adjacent search frames per clip
+    lr: float = 1e-2  # for base_batch_size; scaled linearly with the global batch
+    base_batch_size: int = 2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_iterations: int = 500
+    lr_steps: tuple[float, ...] = (2.0 / 3.0, 11.0 / 12.0)  # fractions of the run, x0.1 each
+    grad_clip: float = 35.0
+    amp: bool = True  # used on CUDA only
+    checkpoint_every: int = 1000
+    log_every: int = 20
+    seed: int = 0
+    num_workers: int = 2
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value has the wrong type."""
+
+
+PRESETS = ("paper", "lite")
+
+
+def preset(name: str) -> Config:
+    """The ``paper`` preset (ResNet-50, 1333x800) or ``lite`` (ResNet-18, long side 640)."""
+    if name == "paper":
+        return Config()
+    if name == "lite":
+        cfg = Config()
+        cfg.model.backbone.depth = 18
+        cfg.input.max_size = 640
+        cfg.input.min_size = 480
+        # fewer proposals and sampled RoIs: the RoI stage dominates CPU time
+        cfg.model.rpn.pre_nms_top_n_train = 1000
+        cfg.model.rpn.post_nms_top_n_train = 500
+        cfg.model.rpn.pre_nms_top_n_test = 300
+        cfg.model.rpn.post_nms_top_n_test = 300
+        cfg.model.roi.batch_size_per_image = 128
+        return cfg
+    raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists), ready for YAML."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(cfg)
+
+
+def _coerce(value: Any, annotation: Any, path: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{path}: cannot be None")
+    if origin is tuple:
+        (item_type, _) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        return tuple(_coerce(v, item_type, f"{path}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return _from_dict(annotation, value, path)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {annotation!r}")
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"{path}: unknown key (allowed: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def merge(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A new config: ``cfg`` with the (nested, partial) ``overrides`` applied and validated."""
+
+    def deep_update(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in upd.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = deep_update(out[key], value)
+            else:
+                out[key] = value
+        return out
+
+    return _from_dict(Config, deep_update(to_dict(cfg), overrides))
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a config from a (possibly partial) dict. A ``preset`` key picks the base."""
+    data = dict(data)
+    base = preset(data.pop("preset", "paper"))
+    return merge(base, data)
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    try:
+        return from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def save(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,142 @@
+"""Stage 2: RoIAlign features times the template feature (paper Eq. 3), adversarial dropout,
+two shared FC layers and sibling 2-way classifier / class-agnostic box regressor."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from siamtfa.config import AdversarialDropoutConfig, RoIConfig
+from siamtfa.model.adversarial_dropout import AdversarialDropout, kl_from_logits
+from siamtfa.model.assign import assign_by_iou, sample_balanced
+from siamtfa.ops import BoxCoder, clip_boxes, multiscale_roi_align
+
+
+class RoIHead(nn.Module):
+    def __init__(
+        self, cfg: RoIConfig, adv: AdversarialDropoutConfig, channels: int, strides: list[int]
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.strides = strides
+        self.fc1 = nn.Linear(channels * cfg.output_size**2, cfg.fc_dim)
+        self.fc2 = nn.Linear(cfg.fc_dim, cfg.fc_dim)
+        self.cls = nn.Linear(cfg.fc_dim, 2)
+        self.reg = nn.Linear(cfg.fc_dim, 4)
+        nn.init.normal_(self.cls.weight, std=0.01)
+        nn.init.normal_(self.reg.weight, std=0.001)
+        nn.init.zeros_(self.cls.bias)
+        nn.init.zeros_(self.reg.bias)
+        self.coder = BoxCoder(cfg.box_coder_weights)
+        self.adv_weight = adv.weight
+        self.dropout = (
+            AdversarialDropout(adv.mode, adv.delta, adv.keep_prob) if adv.enabled else None
+        )
+
+    def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``h``: fused features ``[R, C, 7, 7]`` -> logits ``[R, 2]``, deltas ``[R, 4]``."""
+        t = F.relu(self.fc1(x.flatten(1)))
+        t = F.relu(self.fc2(t))
+        return self.cls(t), self.reg(t)
+
+    def fused_features(
+        self, feats: list[Tensor], rois: list[Tensor], template: Tensor, clip_len: int
+    ) -> Tensor:
+        """Eq. 3: ``X = R(b, F_x) * f_z`` for the RoIs of every frame."""
+        frame = torch.cat(
+            [torch.full((len(r),), i, device=template.device) for i, r in enumerate(rois)]
+        )
+        dtype = template.dtype
+        boxes = torch.cat((frame[:, None].to(dtype), torch.cat(rois).to(dtype)), 1)
+        pooled = multiscale_roi_align(
+            feats, self.strides, boxes, self.cfg.output_size, self.cfg.sampling_ratio, aligned=True
+        )
+        return pooled * template[frame // clip_len]
+
+    def forward(
+        self,
+        feats: list[Tensor],
+        proposals: list[Tensor],
+        template: Tensor,
+        clip_len: int,
+        image_size: tuple[int, int],
+        targets: list[Tensor | None] | None = None,
+    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        if targets is None:
+            return self.detect(feats, proposals, template, clip_len, image_size), {}
+        return [], self.loss(feats, proposals, template, clip_len, targets)
+
+    def detect(
+        self,
+        feats: list[Tensor],
+        proposals: list[Tensor],
+        template: Tensor,
+        clip_len: int,
+        image_size: tuple[int, int],
+    ) -> list[dict[str, Tensor]]:
+        x = self.fused_features(feats, proposals, template, clip_len)
+        logits, deltas = self.predict(x)
+        scores = logits.float().softmax(-1)[:, 1]
+        boxes = clip_boxes(
+            self.coder.decode(deltas.float(), torch.cat(proposals).float()), *image_size
+        )
+        out, start = [], 0
+        for props in proposals:
+            s, b = scores[start : start + len(props)], boxes[start : start + len(props)]
+            start += len(props)
+            order = torch.sort(s, descending=True, stable=True).indices
+            s, b = s[order], b[order]
+            if len(order):
+                out.append({"box": b[0], "score": s[0], "boxes": b, "scores": s})
+            else:  # no proposal survived: report an empty, zero-score answer
+                out.append(
+                    {"box": b.new_zeros(4), "score": s.new_zeros(()), "boxes": b, "scores": s}
+                )
+        return out
+
+    def loss(
+        self,
+        feats: list[Tensor],
+        proposals: list[Tensor],
+        template: Tensor,
+        clip_len: int,
+        targets: list[Tensor | None],
+    ) -> dict[str, Tensor]:
+        cfg = self.cfg
+        rois, labels, reg_targets = [], [], []
+        for props, target in zip(proposals, targets):
+            cand = props if target is None else torch.cat((props, target[None].to(props.dtype)))
+            lab = assign_by_iou(cand, target, cfg.fg_iou, cfg.bg_iou, False)
+            pos, neg = sample_balanced(lab, cfg.batch_size_per_image, cfg.positive_fraction)
+            idx = torch.cat((pos, neg))
+            rois.append(cand[idx])
+            labels.append(lab[idx])
+            tgt = torch.zeros(len(idx), 4, device=cand.device)
+            if target is not None and pos.numel():
+                tgt[: pos.numel()] = self.coder.encode(cand[pos], target.expand(pos.numel(), 4))
+            reg_targets.append(tgt)
+        x = self.fused_features(feats, rois, template, clip_len)
+        labels_t, reg_t = torch.cat(labels), torch.cat(reg_targets)
+        if self.dropout is not None:
+            mask = self.dropout.random_mask(x)
+            logits, deltas = self.predict(self.dropout.apply(x, mask))
+        else:
+            logits, deltas = self.predict(x)
+        num = max(len(labels_t), 1)
+        fg = labels_t == 1
+        losses = {
+            "rcnn_cls": F.cross_entropy(logits.float(), labels_t, reduction="sum") / num,
+            "rcnn_reg": F.smooth_l1_loss(
+                deltas[fg].float(), reg_t[fg], beta=cfg.smooth_l1_beta, reduction="sum"
+            )
+            / num,
+        }
+        if self.dropout is not None and len(labels_t):
+            adv_mask = self.dropout.adversarial_mask(x, mask, lambda z: self.predict(z)[0], logits)
+            adv_logits, _ = self.predict(self.dropout.apply(x, adv_mask))
+            # Eq. 5; the random-mask prediction is the target distribution (VAT convention)
+            losses["adv"] = kl_from_logits(logits.detach().float(), adv_logits.float())
+        else:
+            losses["adv"] = logits.sum() * 0.0
+        return losses

@@ -1,0 +1,162 @@
+"""Stage 1: template modulation of the search pyramid (paper Eq. 2) and a per-level RPN."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from siamtfa.config import RPNConfig
+from siamtfa.model.anchors import grid_anchors
+from siamtfa.model.assign import assign_by_iou, sample_balanced
+from siamtfa.ops import BoxCoder, batched_nms, clip_boxes
+
+
+class Modulator(nn.Module):
+    """``f_mod^i = M(f_avg, f_x^i)``: depth-wise correlation of every search level with the
+    global-average-pooled 7x7 template feature, i.e. a channel-wise product (1x1 kernel).
+
+    With ``proj`` a 3x3 conv projects each level before the product and a 1x1 conv after it,
+    as in GlobalTrack's query-guided RPN.
+    """
+
+    def __init__(self, channels: int, num_levels: int, proj: bool = True) -> None:
+        super().__init__()
+        self.proj_in = (
+            nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(num_levels))
+            if proj
+            else None
+        )
+        self.proj_out = (
+            nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(num_levels))
+            if proj
+            else None
+        )
+
+    def forward(self, feats: list[Tensor], template: Tensor, clip_len: int) -> list[Tensor]:
+        f_avg = template.mean(dim=(2, 3)).repeat_interleave(clip_len, dim=0)[:, :, None, None]
+        outs = []
+        for i, f in enumerate(feats):
+            if self.proj_in is not None:
+                f = self.proj_in[i](f)
+            f = f * f_avg
+            if self.proj_out is not None:
+                f = self.proj_out[i](f)
+            outs.append(f)
+        return outs
+
+
+class RPNHead(nn.Module):
+    """3x3 conv + ReLU, then sibling 1x1 convs: ``2k`` fg/bg logits and ``4k`` box deltas."""
+
+    def __init__(self, channels: int, num_anchors: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.cls = nn.Conv2d(channels, 2 * num_anchors, 1)
+        self.reg = nn.Conv2d(channels, 4 * num_anchors, 1)
+        for m in (self.conv, self.cls, self.reg):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+        self.k = num_anchors
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits ``[B, H*W*k, 2]`` and deltas ``[B, H*W*k, 4]``, ordered like the anchors."""
+        t = F.relu(self.conv(x))
+        b, _, h, w = t.shape
+        logits = self.cls(t).view(b, self.k, 2, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, 2)
+        deltas = self.reg(t).view(b, self.k, 4, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, 4)
+        return logits, deltas
+
+
+class RegionProposalNetwork(nn.Module):
+    def __init__(self, cfg: RPNConfig, channels: int, strides: list[int]) -> None:
+        super().__init__()
+        if len(cfg.anchor_sizes) != len(strides):
+            raise ValueError(f"rpn.anchor_sizes needs one size per FPN level ({len(strides)})")
+        self.cfg = cfg
+        self.strides = strides
+        self.heads = nn.ModuleList(RPNHead(channels, len(cfg.aspect_ratios)) for _ in strides)
+        self.coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+
+    def anchors(self, feats: list[Tensor]) -> list[Tensor]:
+        return [
+            grid_anchors(tuple(f.shape[-2:]), s, a, self.cfg.aspect_ratios, f.device)
+            for f, s, a in zip(feats, self.strides, self.cfg.anchor_sizes)
+        ]
+
+    def forward(
+        self, feats: list[Tensor], image_size: tuple[int, int], targets: list[Tensor | None] | None
+    ) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """Proposals per frame (``[R, 4]``, detached, best first) and, given targets, the losses."""
+        outs = [head(f) for head, f in zip(self.heads, feats)]
+        anchors = self.anchors(feats)
+        proposals = self.propose([o[0] for o in outs], [o[1] for o in outs], anchors, image_size)
+        losses: dict[str, Tensor] = {}
+        if targets is not None:
+            logits = torch.cat([o[0] for o in outs], dim=1)
+            deltas = torch.cat([o[1] for o in outs], dim=1)
+            losses = self.loss(logits, deltas, torch.cat(anchors), targets)
+        return proposals, losses
+
+    @torch.no_grad()
+    def propose(
+        self,
+        logits: list[Tensor],
+        deltas: list[Tensor],
+        anchors: list[Tensor],
+        image_size: tuple[int, int],
+    ) -> list[Tensor]:
+        cfg = self.cfg
+        pre_n = cfg.pre_nms_top_n_train if self.training else cfg.pre_nms_top_n_test
+        post_n = cfg.post_nms_top_n_train if self.training else cfg.post_nms_top_n_test
+        results = []
+        for b in range(logits[0].shape[0]):
+            boxes, scores, levels = [], [], []
+            for lvl, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
+                objectness = (lg[b, :, 1] - lg[b, :, 0]).float()  # monotone in softmax fg prob
+                top = objectness.topk(min(pre_n, objectness.numel())).indices
+                boxes.append(
+                    clip_boxes(self.coder.decode(dl[b, top].float(), an[top]), *image_size)
+                )
+                scores.append(objectness[top])
+                levels.append(torch.full_like(top, lvl))
+            boxes_b, scores_b, levels_b = torch.cat(boxes), torch.cat(scores), torch.cat(levels)
+            wh = boxes_b[:, 2:] - boxes_b[:, :2]
+            ok = (wh >= cfg.min_box_size).all(dim=1) & torch.isfinite(scores_b)
+            boxes_b, scores_b, levels_b = boxes_b[ok], scores_b[ok], levels_b[ok]
+            keep = batched_nms(boxes_b, scores_b, levels_b, cfg.nms_thresh)[:post_n]
+            results.append(boxes_b[keep])
+        return results
+
+    def loss(
+        self, logits: Tensor, deltas: Tensor, anchors: Tensor, targets: list[Tensor | None]
+    ) -> dict[str, Tensor]:
+        cfg = self.cfg
+        cls_idx, cls_lab, reg_pred, reg_tgt = [], [], [], []
+        for b, target in enumerate(targets):
+            labels = assign_by_iou(anchors, target, cfg.fg_iou, cfg.bg_iou, True)
+            pos, neg = sample_balanced(labels, cfg.batch_size_per_image, cfg.positive_fraction)
+            idx = torch.cat((pos, neg))
+            cls_idx.append(logits[b, idx])
+            cls_lab.append(labels[idx])
+            if pos.numel():
+                reg_pred.append(deltas[b, pos])
+                reg_tgt.append(self.coder.encode(anchors[pos], target.expand(pos.numel(), 4)))
+        sampled_logits = torch.cat(cls_idx)
+        num = max(sampled_logits.shape[0], 1)
+        cls_loss = (
+            F.cross_entropy(sampled_logits.float(), torch.cat(cls_lab), reduction="sum") / num
+        )
+        if reg_pred:
+            reg_loss = (
+                F.smooth_l1_loss(
+                    torch.cat(reg_pred).float(),
+                    torch.cat(reg_tgt),
+                    beta=cfg.smooth_l1_beta,
+                    reduction="sum",
+                )
+                / num
+            )
+        else:
+            reg_loss = deltas.sum() * 0.0
+        return {"rpn_cls": cls_loss, "rpn_reg": reg_loss}

@@ -1,0 +1,152 @@
+"""The SiamTFA network: shared ResNet-FPN with temporal shift, query-guided RPN, RoI stage."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from siamtfa.config import ModelConfig
+from siamtfa.model.backbone import ResNet
+from siamtfa.model.fpn import FPN
+from siamtfa.model.roi_head import RoIHead
+from siamtfa.model.rpn import Modulator, RegionProposalNetwork
+from siamtfa.ops import multiscale_roi_align
+
+STRIDES = [4, 8, 16, 32, 64]  # P2..P6
+LOSS_KEYS = ("rpn_cls", "rpn_reg", "rcnn_cls", "rcnn_reg", "adv")
+
+
+def _check_images(name: str, images: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a [B, 3, H, W] tensor, got {shape}")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _check_boxes(name: str, boxes: Tensor, count: int, present: Tensor | None = None) -> None:
+    if not isinstance(boxes, Tensor) or boxes.shape != (count, 4):
+        shape = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"{name} must be a [{count}, 4] tensor of x1, y1, x2, y2, got {shape}")
+    rows = range(count) if present is None else torch.nonzero(present).flatten().tolist()
+    for i in rows:
+        box = boxes[i]
+        if not torch.isfinite(box).all():
+            raise ValueError(f"{name}[{i}] is not finite: {box.tolist()}")
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(
+                f"{name}[{i}] is empty or degenerate (need x2 > x1, y2 > y1): {box.tolist()}"
+            )
+
+
+class SiamTFA(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        bb = cfg.backbone
+        self.backbone = ResNet(
+            bb.depth,
+            bb.norm,
+            bb.frozen_stages,
+            cfg.temporal.enabled,
+            cfg.temporal.fold_div,
+            cfg.temporal.causal,
+        )
+        self.fpn = FPN(self.backbone.out_channels, cfg.fpn_channels)
+        self.modulator = Modulator(cfg.fpn_channels, len(STRIDES), cfg.rpn.modulation_proj)
+        self.rpn = RegionProposalNetwork(cfg.rpn, cfg.fpn_channels, STRIDES)
+        self.roi_head = RoIHead(cfg.roi, cfg.adversarial_dropout, cfg.fpn_channels, STRIDES[:4])
+
+    def pyramid(self, images: Tensor, clip_len: int | None) -> list[Tensor]:
+        """P2..P6; ``clip_len`` enables the temporal shift (``None`` for template frames)."""
+        return self.fpn(self.backbone(images, clip_len))
+
+    def template_features(self, images: Tensor, boxes: Tensor) -> Tensor:
+        """The tight ``[N, C, 7, 7]`` template feature of each box (no temporal shift)."""
+        _check_images("template_images", images)
+        _check_boxes("template_boxes", boxes, images.shape[0])
+        feats = self.pyramid(images, None)
+        idx = torch.arange(len(boxes), device=boxes.device, dtype=feats[0].dtype)
+        rois = torch.cat((idx[:, None], boxes.to(feats[0].dtype)), 1)
+        return multiscale_roi_align(
+            feats[:4],
+            STRIDES[:4],
+            rois,
+            self.cfg.roi.output_size,
+            self.cfg.roi.sampling_ratio,
+            aligned=True,
+        )
+
+    def forward(
+        self,
+        template_images: Tensor,
+        template_boxes: Tensor,
+        search_images: Tensor,
+        clip_len: int = 1,
+        search_boxes: Tensor | None = None,
+        search_present: Tensor | None = None,
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """Training (``self.training``): the dict of named losses plus ``loss``.
+        Inference: per search frame ``{"box", "score", "boxes", "scores"}``, best first.
+
+        ``search_images`` is ``[N * clip_len, 3, H, W]``, clip-major and time-sorted, one clip per
+        template; boxes are ``x1, y1, x2, y2`` in input pixels; ``search_present`` (bool ``[N*T]``)
+        marks frames whose target is visible (absent frames train only as background).
+        """
+        template = self.template_features(template_images, template_boxes)
+        return self.forward_search(template, search_images, clip_len, search_boxes, search_present)
+
+    def forward_search(
+        self,
+        template: Tensor,
+        search_images: Tensor,
+        clip_len: int = 1,
+        search_boxes: Tensor | None = None,
+        search_present: Tensor | None = None,
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        _check_images("search_images", search_images)
+        if clip_len < 1 or search_images.shape[0] != template.shape[0] * clip_len:
+            raise ValueError(
+                f"search_images has {search_images.shape[0]} frames; expected "
+                f"{template.shape[0]} clips x clip_len {clip_len}"
+            )
+        targets = None
+        if self.training:
+            if search_boxes is None:
+                raise ValueError("training forward needs search_boxes")
+            n = search_images.shape[0]
+            if search_present is None:
+                search_present = torch.ones(n, dtype=torch.bool, device=search_boxes.device)
+            _check_boxes("search_boxes", search_boxes, n, search_present)
+            targets = [b if p else None for b, p in zip(search_boxes.float(), search_present)]
+        image_size = (search_images.shape[-2], search_images.shape[-1])
+        feats = self.pyramid(search_images, clip_len)
+        modulated = self.modulator(feats, template, clip_len)
+        proposals, rpn_losses = self.rpn(modulated, image_size, targets)
+        detections, roi_losses = self.roi_head(
+            feats[:4], proposals, template, clip_len, image_size, targets
+        )
+        if targets is None:
+            return detections
+        losses = {**rpn_losses, **roi_losses}
+        losses["loss"] = (
+            losses["rpn_cls"]
+            + losses["rpn_reg"]
+            + losses["rcnn_cls"]
+            + losses["rcnn_reg"]
+            + self.cfg.adversarial_dropout.weight * losses["adv"]
+        )
+        return losses
+
+
+def build_model(cfg) -> SiamTFA:
+    """Build SiamTFA from a :class:`~siamtfa.config.Config` (or its ``model`` part); loads the
+    backbone's ImageNet weights when ``model.backbone.weights`` names a file."""
+    from siamtfa.config import Config
+    from siamtfa.model.backbone import load_backbone_weights
+
+    model_cfg = cfg.model if isinstance(cfg, Config) else cfg
+    model = SiamTFA(model_cfg)
+    if model_cfg.backbone.weights:
+        load_backbone_weights(model.backbone, model_cfg.backbone.weights)
+    return model

@@ -1,0 +1,128 @@
+"""Box math in plain torch: IoU, NMS (torchvision semantics), the box coder, conversions.
+
+Boxes are ``[x1, y1, x2, y2]`` in continuous pixel coordinates unless a name says ``xywh``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise IoU, ``[N, 4] x [M, 4] -> [N, M]``; 0 where the union is empty."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), 0.0)
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS: indices of kept boxes in decreasing score order (torchvision semantics).
+
+    A box is suppressed by a kept box of higher score with IoU > ``iou_threshold``. Ties in score
+    are broken by the lower index first (stable sort). Instead of a Python loop over boxes, the
+    greedy keep set is found as the unique fixed point of
+    ``keep[i] = not any(keep[j] and iou[j, i] > t for j < i)``, iterated from "keep all" with one
+    matrix-vector product per step; each step fixes at least the next undecided box, and in
+    practice a handful of steps suffice.
+    """
+    if boxes.numel() == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    b = boxes[order].float()
+    n = b.shape[0]
+    # suppress[j, i]: box j (ranked before i) suppresses box i if both are kept
+    suppress = torch.triu(box_iou(b, b) > iou_threshold, diagonal=1).float()
+    keep = torch.ones(n, dtype=torch.bool, device=boxes.device)
+    for _ in range(n + 1):
+        new_keep = (keep.float() @ suppress) == 0
+        if torch.equal(new_keep, keep):
+            break
+        keep = new_keep
+    return order[keep]
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """NMS done independently within each group (e.g. FPN level), torchvision semantics."""
+    if boxes.numel() == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    kept = []
+    for g in torch.unique(groups):
+        idx = torch.nonzero(groups == g).squeeze(1)
+        kept.append(idx[nms(boxes[idx], scores[idx], iou_threshold)])
+    keep = torch.cat(kept)
+    return keep[torch.sort(scores[keep], descending=True, stable=True).indices]
+
+
+def clip_boxes(boxes: Tensor, height: float, width: float) -> Tensor:
+    x = boxes[..., 0::2].clamp(0, width)
+    y = boxes[..., 1::2].clamp(0, height)
+    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
+
+
+def xywh_to_xyxy(boxes: Tensor) -> Tensor:
+    return torch.cat((boxes[..., :2], boxes[..., :2] + boxes[..., 2:]), dim=-1)
+
+
+def xyxy_to_xywh(boxes: Tensor) -> Tensor:
+    return torch.cat((boxes[..., :2], boxes[..., 2:] - boxes[..., :2]), dim=-1)
+
+
+class BoxCoder:
+    """Faster R-CNN (dx, dy, dw, dh) deltas with per-coordinate weights, as torchvision's."""
+
+    def __init__(
+        self,
+        weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0),
+        clamp: float = math.log(1000.0 / 16),
+    ) -> None:
+        self.weights = tuple(float(w) for w in weights)
+        self.clamp = clamp
+
+    def encode(self, reference: Tensor, target: Tensor) -> Tensor:
+        """Deltas that turn ``reference`` boxes into ``target`` boxes (both ``[N, 4]``)."""
+        wx, wy, ww, wh = self.weights
+        rw = reference[:, 2] - reference[:, 0]
+        rh = reference[:, 3] - reference[:, 1]
+        rx = reference[:, 0] + 0.5 * rw
+        ry = reference[:, 1] + 0.5 * rh
+        tw = target[:, 2] - target[:, 0]
+        th = target[:, 3] - target[:, 1]
+        tx = target[:, 0] + 0.5 * tw
+        ty = target[:, 1] + 0.5 * th
+        return torch.stack(
+            (
+                wx * (tx - rx) / rw,
+                wy * (ty - ry) / rh,
+                ww * torch.log(tw / rw),
+                wh * torch.log(th / rh),
+            ),
+            dim=1,
+        )
+
+    def decode(self, deltas: Tensor, reference: Tensor) -> Tensor:
+        """Boxes from ``deltas`` ``[N, 4]`` applied to ``reference`` ``[N, 4]``."""
+        wx, wy, ww, wh = self.weights
+        deltas = deltas.to(reference.dtype)
+        rw = reference[:, 2] - reference[:, 0]
+        rh = reference[:, 3] - reference[:, 1]
+        rx = reference[:, 0] + 0.5 * rw
+        ry = reference[:, 1] + 0.5 * rh
+        dx = deltas[:, 0] / wx
+        dy = deltas[:, 1] / wy
+        dw = (deltas[:, 2] / ww).clamp(max=self.clamp)
+        dh = (deltas[:, 3] / wh).clamp(max=self.clamp)
+        cx = dx * rw + rx
+        cy = dy * rh + ry
+        w = torch.exp(dw) * rw
+        h = torch.exp(dh) * rh
+        return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=1)

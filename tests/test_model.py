@@ -1,0 +1,254 @@
+"""The SiamTFA network: anchors, adversarial dropout, temporal wiring, losses, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from siamtfa.model import LOSS_KEYS, STRIDES
+from siamtfa.model.adversarial_dropout import AdversarialDropout, kl_from_logits
+from siamtfa.model.anchors import grid_anchors
+from siamtfa.ops import xywh_to_xyxy
+
+from .conftest import small_model
+
+# --------------------------------------------------------------------------- anchors
+
+
+@pytest.mark.parametrize(("stride", "size"), list(zip(STRIDES, [32, 64, 128, 256, 512])))
+def test_anchors_count_sizes_and_centres(stride: int, size: int) -> None:
+    ratios = (0.5, 1.0, 2.0)
+    h, w = 3, 5
+    anchors = grid_anchors((h, w), stride, size, ratios)
+    assert anchors.shape == (h * w * 3, 4)
+    aw = anchors[:, 2] - anchors[:, 0]
+    ah = anchors[:, 3] - anchors[:, 1]
+    torch.testing.assert_close(torch.sqrt(aw * ah), torch.full_like(aw, float(size)))
+    torch.testing.assert_close(ah / aw, torch.tensor(ratios).repeat(h * w))
+    centres = ((anchors[:, :2] + anchors[:, 2:]) / 2).view(h, w, 3, 2)
+    for i in range(h):
+        for j in range(w):
+            expected = torch.tensor([(j + 0.5) * stride, (i + 0.5) * stride])
+            torch.testing.assert_close(centres[i, j], expected.expand(3, 2))
+
+
+# --------------------------------------------------------------------------- adversarial dropout
+
+
+def make_head(c: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(c * 49, 64),
+        nn.ReLU(),
+        nn.Linear(64, 64),
+        nn.ReLU(),
+        nn.Linear(64, 2),
+    )
+
+
+@pytest.mark.parametrize("mode", ["channel", "element"])
+def test_adversarial_mask_budget_and_strength(mode: str) -> None:
+    c = 256 if mode == "channel" else 16
+    head = make_head(c)
+    drop = AdversarialDropout(mode, delta=0.05, keep_prob=0.9)
+    wins = draws = 0
+    for _ in range(40):
+        x = torch.randn(8, c, 7, 7) * 2
+        mask = drop.random_mask(x)
+        ref = head(drop.apply(x, mask))
+        adv = drop.adversarial_mask(x, mask, head, ref)
+        flips = (adv != mask).sum(1)
+        assert int(flips.max()) <= math.floor(0.05 * mask.shape[1])
+        assert set(adv.unique().tolist()) <= {0.0, 1.0}
+        rnd = mask.clone()  # the same number of flips, at random places
+        for r in range(len(mask)):
+            idx = torch.randperm(mask.shape[1])[: int(flips[r])]
+            rnd[r, idx] = 1 - rnd[r, idx]
+        with torch.no_grad():
+            d_adv = kl_from_logits(ref, head(drop.apply(x, adv)))
+            d_rnd = kl_from_logits(ref, head(drop.apply(x, rnd)))
+        wins += bool(d_adv >= d_rnd)
+        draws += 1
+    assert wins / draws >= 0.95
+
+
+def test_adversarial_mask_leaves_parameter_grads_untouched() -> None:
+    head = make_head(256)
+    head[1].weight.grad = torch.full_like(head[1].weight, 3.0)  # a pre-existing gradient
+    drop = AdversarialDropout()
+    x = torch.randn(4, 256, 7, 7, requires_grad=True)
+    mask = drop.random_mask(x)
+    drop.adversarial_mask(x, mask, head, head(drop.apply(x, mask)))
+    assert torch.equal(head[1].weight.grad, torch.full_like(head[1].weight, 3.0))
+    assert all(p.grad is None for name, p in head.named_parameters() if name != "1.weight")
+    assert x.grad is None
+
+
+# --------------------------------------------------------------------------- temporal wiring
+
+
+def frame_features(model, frames: torch.Tensor, clip_len: int) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return model.pyramid(frames, clip_len)
+
+
+def changed(a: list[torch.Tensor], b: list[torch.Tensor], t: int) -> bool:
+    return any(not torch.allclose(x[t], y[t], atol=1e-6) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize(("temporal", "causal"), [(True, False), (True, True), (False, False)])
+def test_temporal_wiring(temporal: bool, causal: bool) -> None:
+    model = small_model(temporal=temporal, causal=causal).eval()
+    frames = torch.randn(3, 3, 64, 64)
+    base = frame_features(model, frames, 3)
+    future = frames.clone()
+    future[2] += torch.randn(3, 64, 64)
+    past = frames.clone()
+    past[0] += torch.randn(3, 64, 64)
+    # frame t = 1 of the clip
+    assert changed(base, frame_features(model, future, 3), 1) == (temporal and not causal)
+    assert changed(base, frame_features(model, past, 3), 1) == temporal
+    assert changed(base, frame_features(model, past, 3), 0)  # sanity: the perturbed frame
+
+
+def test_template_path_is_not_shifted_and_ignores_clip_length() -> None:
+    model = small_model(temporal=True).eval()
+    plain = small_model(temporal=False).eval()
+    plain.load_state_dict(model.state_dict())
+    images = torch.randn(1, 3, 96, 96)
+    boxes = torch.tensor([[20.0, 24.0, 70.0, 80.0]])
+    seen = []
+    model.modulator.register_forward_hook(lambda mod, args, out: seen.append(args[1].clone()))
+    with torch.no_grad():
+        for clip_len in (1, 3):
+            model(images, boxes, torch.randn(clip_len, 3, 96, 96), clip_len)
+        torch.testing.assert_close(seen[0], seen[1])
+        torch.testing.assert_close(seen[0], plain.template_features(images, boxes))
+
+
+# --------------------------------------------------------------------------- training step
+
+
+def synthetic_batch(size: int = 448):
+    """Two clips of three frames; target sizes span every FPN level's anchor size."""
+    g = torch.Generator().manual_seed(0)
+    sides = [24.0, 60.0, 120.0, 240.0, 440.0, 100.0]
+    boxes = []
+    for i, s in enumerate(sides):
+        x0 = (size - s) * (0.3 + 0.1 * i) / 1.0
+        boxes.append([min(x0, size - s - 1), (size - s) / 2, s, s])
+    search_boxes = xywh_to_xyxy(torch.tensor(boxes))
+    template_boxes = search_boxes[[0, 3]]
+    return (
+        torch.randn(2, 3, size, size, generator=g),
+        template_boxes,
+        torch.randn(6, 3, size, size, generator=g),
+        search_boxes,
+    )
+
+
+def test_training_step_losses_and_gradients() -> None:
+    model = small_model().train()
+    t_img, t_box, s_img, s_box = synthetic_batch()
+    losses = model(t_img, t_box, s_img, 3, s_box)
+    assert set(losses) == {*LOSS_KEYS, "loss"}
+    for key in LOSS_KEYS:
+        assert losses[key].dim() == 0 and torch.isfinite(losses[key]), key
+    expected = sum(losses[k] for k in LOSS_KEYS if k != "adv") + losses["adv"]
+    torch.testing.assert_close(losses["loss"], expected)
+    losses["loss"].backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {name}"
+        else:
+            assert p.grad is None, f"frozen {name} got a gradient"
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert "backbone.conv1.weight" in frozen and "backbone.layer1.0.conv1.weight" in frozen
+    assert "backbone.layer2.0.conv1.weight" not in frozen
+
+
+def test_absent_target_frames_train_as_background() -> None:
+    model = small_model().train()
+    t_img, t_box, s_img, s_box = synthetic_batch(192)
+    s_box[:] = torch.tensor([40.0, 40.0, 120.0, 120.0])
+    present = torch.tensor([True, False, True, True, False, True])
+    s_box[1] = float("nan")  # ignored: marked absent
+    losses = model(t_img, t_box, s_img, 3, s_box, present)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_short_overfit_halves_the_loss() -> None:
+    model = small_model().train()
+    g = torch.Generator().manual_seed(0)
+    t_img = torch.randn(1, 3, 192, 192, generator=g)
+    box = torch.tensor([[60.0, 50.0, 120.0, 130.0]])
+    s_img = torch.randn(2, 3, 192, 192, generator=g)
+    s_img[:, :, 50:130, 60:120] = t_img[:, :, 50:130, 60:120]
+    s_box = torch.cat((box, box + 4))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    history = []
+    for _ in range(12):
+        loss = model(t_img, box, s_img, 2, s_box)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 35.0)
+        opt.step()
+        history.append(loss.item())
+    assert sum(history[-3:]) / 3 <= 0.5 * history[0], history
+
+
+# --------------------------------------------------------------------------- inference, bad input
+
+
+def test_inference_returns_ranked_candidates_per_frame() -> None:
+    model = small_model().eval()
+    t_img, t_box, s_img, _ = synthetic_batch(160)
+    with torch.no_grad():
+        out = model(t_img[:1], t_box[:1].clamp(max=150), s_img[:3], 3)
+    assert len(out) == 3
+    for det in out:
+        assert det["box"].shape == (4,) and det["boxes"].shape[1] == 4
+        assert torch.all(det["scores"][:-1] >= det["scores"][1:])
+        torch.testing.assert_close(det["box"], det["boxes"][0])
+        assert 0.0 <= float(det["score"]) <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("template_boxes", "message"),
+    [
+        (torch.tensor([[10.0, 10, 50]]), r"\[1, 4\]"),
+        (torch.tensor([[10.0, 10, 10, 50]]), "degenerate"),
+        (torch.tensor([[50.0, 10, 10, 50]]), "degenerate"),
+        (torch.tensor([[float("nan"), 10, 50, 50]]), "not finite"),
+    ],
+)
+def test_bad_template_boxes_raise(template_boxes: torch.Tensor, message: str) -> None:
+    model = small_model().eval()
+    with pytest.raises(ValueError, match=message):
+        model(torch.randn(1, 3, 64, 64), template_boxes, torch.randn(1, 3, 64, 64), 1)
+
+
+def test_bad_images_and_search_boxes_raise() -> None:
+    model = small_model()
+    box = torch.tensor([[10.0, 10, 40, 40]])
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        model(torch.randn(1, 64, 64), box, torch.randn(1, 3, 64, 64), 1)
+    with pytest.raises(ValueError, match="clip_len"):
+        model.eval()(torch.randn(1, 3, 64, 64), box, torch.randn(2, 3, 64, 64), 3)
+    model.train()
+    with pytest.raises(ValueError, match="search_boxes"):
+        model(torch.randn(1, 3, 64, 64), box, torch.randn(1, 3, 64, 64), 1)
+    with pytest.raises(ValueError, match=r"search_boxes\[0\] is not finite"):
+        model(
+            torch.randn(1, 3, 64, 64),
+            box,
+            torch.randn(1, 3, 64, 64),
+            1,
+            torch.tensor([[float("nan"), 1, 2, 3]]),
+        )
+    with pytest.raises(ValueError, match="NaN"):
+        model(torch.full((1, 3, 64, 64), float("nan")), box, torch.randn(1, 3, 64, 64), 1, box)
