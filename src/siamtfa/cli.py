@@ -89,6 +89,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from siamtfa.data.synthetic import make_synthetic
+
+    names = make_synthetic(
+        args.out, args.sequences, args.frames, args.seed, (args.width, args.height)
+    )
+    print(f"{len(names)} sequences of {args.frames} frames in {args.out} (GOT-10k layout)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from siamtfa.training import train
+
+    if args.resume:
+        result = train(
+            config.preset("paper"),
+            [],
+            args.resume,
+            resume=True,
+            device=args.device,
+            stop_after=args.stop_after,
+        )
+    else:
+        if not args.data or not args.out:
+            raise ValueError("train needs --data KIND=PATH and --out RUN_DIR (or --resume RUN_DIR)")
+        cfg = _load_config(args)
+        if args.iterations is not None:
+            cfg.train.iterations = args.iterations
+        if args.backbone_weights:
+            cfg.model.backbone.weights = args.backbone_weights
+        result = train(cfg, args.data, args.out, device=args.device, stop_after=args.stop_after)
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
+    print(f"iteration {result.iteration}: {losses}\ncheckpoint: {result.checkpoint}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siamtfa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +138,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="synthetic frame side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("make-synthetic", help="write synthetic sequences (GOT-10k layout)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--sequences", type=int, default=20)
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.set_defaults(func=cmd_make_synthetic)
+
+    p = sub.add_parser("train", help="train (torchrun for several processes)")
+    p.add_argument("--preset", default="paper", choices=config.PRESETS)
+    p.add_argument("--config", help="YAML config (overrides --preset)")
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="KIND=PATH[:WEIGHT]",
+        help="got10k, lasot, otb, uav123, uav20l, folder or synthetic; repeatable",
+    )
+    p.add_argument("--out", help="run folder (checkpoints, logs)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    p.add_argument("--iterations", type=int, help="override train.iterations")
+    p.add_argument("--stop-after", type=int, help="checkpoint and stop at this iteration")
+    p.add_argument("--backbone-weights", help="local torchvision ImageNet ResNet checkpoint")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
@@ -109,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (config.ConfigError, ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # ConfigError, DatasetError are ValueErrors
         print(f"siamtfa: error: {err}", file=sys.stderr)
         return 2
 

@@ -91,6 +91,21 @@ class InputConfig:
 
 
 @dataclass
+class DataConfig:
+    """Clip sampling, frame filters (GlobalTrack's, per DESIGN) and augmentation."""
+
+    min_box_side: float = 10.0  # pixels, in the original frame
+    min_area_fraction: float = 0.01  # box area / frame area
+    max_area_fraction: float = 0.75
+    max_aspect: float = 5.0  # max(w/h, h/w)
+    min_cover_fraction: float = 0.3  # GOT-10k cover > max(1, this * max cover)
+    max_template_gap: int = 0  # frames between template and clip; 0: anywhere in the sequence
+    flip_prob: float = 0.5
+    scale_jitter: float = 0.15  # resize factor in [1 - j, 1 + j] around the fitted size
+    color_jitter: float = 0.2  # brightness, contrast, saturation factors in [1 - c, 1 + c]
+
+
+@dataclass
 class TrainConfig:
     iterations: int = 90000
     batch_size: int = 2  # clips per process
@@ -113,6 +128,7 @@ class TrainConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     input: InputConfig = field(default_factory=InputConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

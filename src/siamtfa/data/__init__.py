@@ -1,0 +1,1 @@
+"""Datasets, synthetic videos, clip sampling."""

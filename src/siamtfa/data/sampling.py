@@ -1,0 +1,226 @@
+"""Training samples: one template frame and a clip of T adjacent, time-sorted search frames.
+
+Sample ``i`` is a pure function of ``(seed, i)``: any worker can produce it, and a resumed run
+continues with exactly the samples an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from siamtfa.config import DataConfig, InputConfig
+from siamtfa.data import transforms as T
+from siamtfa.data.datasets import DatasetError, Sequence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Source:
+    """A dataset to sample from, with its mixing weight."""
+
+    name: str
+    sequences: list[Sequence]
+    weight: float = 1.0
+
+
+def frame_size(seq: Sequence) -> tuple[int, int]:
+    """``(width, height)``: from GOT-10k's ``meta_info.ini`` if present, else the first frame's
+    header (no decoding)."""
+    res = seq.meta.get("resolution")
+    if res:
+        w, h = (int(v) for v in res.strip("() ").split(","))
+        return w, h
+    try:
+        with Image.open(seq.frames[0]) as im:
+            return im.size
+    except OSError as err:
+        raise DatasetError(f"{seq.frames[0]}: cannot read image ({err})") from None
+
+
+def valid_frames(seq: Sequence, cfg: DataConfig) -> np.ndarray:
+    """GlobalTrack's frame filters: visible, side >= min, area fraction and aspect in range,
+    GOT-10k cover above ``max(1, min_cover_fraction * max cover)``."""
+    w_img, h_img = frame_size(seq)
+    b = np.nan_to_num(seq.boxes, nan=0.0)
+    w, h = b[:, 2], b[:, 3]
+    area = w * h / float(w_img * h_img)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aspect = np.maximum(w / h, h / w)
+    ok = (
+        seq.visible
+        & (np.minimum(w, h) >= cfg.min_box_side)
+        & (area >= cfg.min_area_fraction)
+        & (area <= cfg.max_area_fraction)
+        & (aspect <= cfg.max_aspect)
+    )
+    if seq.cover is not None and len(seq.cover):
+        ok &= seq.cover > max(1.0, cfg.min_cover_fraction * float(seq.cover.max()))
+    return ok
+
+
+def clip_starts(valid: np.ndarray, visible: np.ndarray, clip_len: int) -> np.ndarray:
+    """Starts ``s`` of clips ``[s, s + T)`` whose frames are all valid or absent (absent frames
+    train as background), with at least one valid frame."""
+    n = len(valid)
+    if n < clip_len:
+        return np.zeros(0, np.int64)
+    usable = np.concatenate(([0], np.cumsum(valid | ~visible)))
+    good = np.concatenate(([0], np.cumsum(valid)))
+    s = np.arange(n - clip_len + 1)
+    ok = (usable[s + clip_len] - usable[s] == clip_len) & (good[s + clip_len] - good[s] > 0)
+    return s[ok]
+
+
+def load_rgb(path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read frame ({err})") from None
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    def __init__(
+        self,
+        sources: list[Source],
+        clip_len: int,
+        data: DataConfig,
+        inputs: InputConfig,
+        seed: int = 0,
+        augment: bool = True,
+        length: int = 10**9,
+    ) -> None:
+        self.clip_len, self.data, self.inputs = clip_len, data, inputs
+        self.seed, self.augment, self.length = seed, augment, length
+        self.entries: list[list[tuple[Sequence, np.ndarray, np.ndarray]]] = []
+        weights = []
+        for src in sources:
+            usable = []
+            for seq in src.sequences:
+                valid = valid_frames(seq, data)
+                starts = clip_starts(valid, seq.visible, clip_len)
+                if len(starts) and valid.any():
+                    usable.append((seq, np.flatnonzero(valid), starts))
+            if len(usable) < len(src.sequences):
+                log.info(
+                    "%s: %d of %d sequences have no usable clip",
+                    src.name,
+                    len(src.sequences) - len(usable),
+                    len(src.sequences),
+                )
+            if usable:
+                self.entries.append(usable)
+                weights.append(src.weight)
+        if not self.entries:
+            raise DatasetError("no sequence has a usable clip after the frame filters")
+        self.weights = np.asarray(weights, np.float64) / sum(weights)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def choose(self, rng: np.random.Generator) -> tuple[Sequence, int, list[int]]:
+        """(sequence, template index, clip indices) for one sample."""
+        src = self.entries[int(rng.choice(len(self.entries), p=self.weights))]
+        seq, valid_idx, starts = src[int(rng.integers(len(src)))]
+        start = int(starts[rng.integers(len(starts))])
+        candidates = valid_idx
+        if self.data.max_template_gap > 0:
+            near = np.abs(valid_idx - start) <= self.data.max_template_gap
+            candidates = valid_idx[near] if near.any() else valid_idx
+        template = int(candidates[rng.integers(len(candidates))])
+        return seq, template, list(range(start, start + self.clip_len))
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, index])
+        seq, t_idx, clip = self.choose(rng)
+        images = [load_rgb(seq.frames[i]) for i in [t_idx, *clip]]
+        h, w = images[0].shape[:2]
+        scale = T.fit_scale(w, h, self.inputs)
+        flip = False
+        gains = np.ones(3)
+        if self.augment:
+            scale *= rng.uniform(1.0 - self.data.scale_jitter, 1.0)
+            flip = bool(rng.random() < self.data.flip_prob)
+            c = self.data.color_jitter
+            gains = rng.uniform(1 - c, 1 + c, 3)  # brightness, contrast, saturation
+        canvas_h, canvas_w = T.canvas_size(self.inputs)
+        tensors, boxes, present = [], [], []
+        for img, i in zip(images, [t_idx, *clip]):
+            if img.shape[:2] != (h, w):
+                raise DatasetError(
+                    f"{seq.frames[i]}: size {img.shape[1]}x{img.shape[0]} differs "
+                    f"from the sequence's {w}x{h}"
+                )
+            img = T.resize(img, scale)
+            if flip:
+                img = img[:, ::-1]
+            if self.augment:
+                img = _color_jitter(img, gains)
+            tensors.append(T.pad_to(T.normalize(img, self.inputs), canvas_h, canvas_w))
+            box, ok = _transform_box(
+                seq.boxes[i], scale, flip, img.shape[1], img.shape[0], canvas_w, canvas_h
+            )
+            boxes.append(box)
+            present.append(ok and bool(seq.visible[i]))
+        if not present[0]:
+            raise DatasetError(f"{seq.frames[t_idx]}: template box empty after resizing")
+        return {
+            "template": tensors[0],
+            "template_box": boxes[0],
+            "search": torch.stack(tensors[1:]),
+            "search_boxes": torch.stack(boxes[1:]),
+            "present": torch.tensor(present[1:]),
+            "sequence": seq.name,
+            "frames": torch.tensor([t_idx, *clip]),
+        }
+
+
+def _color_jitter(img: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    f = img.astype(np.float32)
+    f = f * gains[0]
+    f = (f - f.mean()) * gains[1] + f.mean()
+    gray = f.mean(axis=2, keepdims=True)
+    f = (f - gray) * gains[2] + gray
+    return np.clip(f, 0, 255).astype(np.uint8)
+
+
+def _transform_box(
+    box_xywh: np.ndarray,
+    scale: float,
+    flip: bool,
+    width: int,
+    height: int,
+    canvas_w: int,
+    canvas_h: int,
+) -> tuple[Tensor, bool]:
+    """Box ``x1, y1, x2, y2`` in the resized (flipped) frame, clipped to frame and canvas."""
+    if not np.isfinite(box_xywh).all():
+        return torch.zeros(4), False
+    x, y, w, h = (float(v) * scale for v in box_xywh)
+    x1, y1, x2, y2 = x, y, x + w, y + h
+    if flip:
+        x1, x2 = width - x2, width - x1
+    x1, x2 = np.clip([x1, x2], 0, min(width, canvas_w))
+    y1, y2 = np.clip([y1, y2], 0, min(height, canvas_h))
+    ok = x2 - x1 >= 1.0 and y2 - y1 >= 1.0
+    return torch.tensor([x1, y1, x2, y2], dtype=torch.float32), bool(ok)
+
+
+def collate_clips(samples: list[dict]) -> dict:
+    """Clip-major batch: templates ``[N, ...]``, search frames ``[N*T, ...]``."""
+    return {
+        "template": torch.stack([s["template"] for s in samples]),
+        "template_box": torch.stack([s["template_box"] for s in samples]),
+        "search": torch.cat([s["search"] for s in samples]),
+        "search_boxes": torch.cat([s["search_boxes"] for s in samples]),
+        "present": torch.cat([s["present"] for s in samples]),
+        "sequence": [s["sequence"] for s in samples],
+        "frames": torch.stack([s["frames"] for s in samples]),
+    }

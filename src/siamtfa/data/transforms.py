@@ -1,0 +1,66 @@
+"""Frame preprocessing shared by training and tracking: resize to fit, normalise, pad."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from siamtfa.config import InputConfig
+
+
+def fit_scale(width: int, height: int, cfg: InputConfig) -> float:
+    """Scale that makes a ``width x height`` frame fit inside ``max_size x min_size``."""
+    return min(cfg.max_size / max(width, height), cfg.min_size / min(width, height))
+
+
+def canvas_size(cfg: InputConfig) -> tuple[int, int]:
+    """``(height, width)`` of the padded training canvas (landscape)."""
+    div = cfg.size_divisor
+    return (-(-cfg.min_size // div) * div, -(-cfg.max_size // div) * div)
+
+
+def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    """RGB uint8 ``[H, W, 3]`` from a PIL image or a grayscale/RGB/RGBA array."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an H x W (x 3) image, got shape {arr.shape}")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return arr[..., :3]
+
+
+def normalize(rgb: np.ndarray, cfg: InputConfig) -> Tensor:
+    """``[3, H, W]`` float tensor, ImageNet mean/std."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    mean = torch.tensor(cfg.mean).view(3, 1, 1)
+    std = torch.tensor(cfg.std).view(3, 1, 1)
+    return (t - mean) / std
+
+
+def pad_to(t: Tensor, height: int, width: int) -> Tensor:
+    """Zero-pad (i.e. mean colour after normalisation) at the bottom/right."""
+    out = t.new_zeros((t.shape[0], height, width))
+    h, w = min(height, t.shape[1]), min(width, t.shape[2])
+    out[:, :h, :w] = t[:, :h, :w]
+    return out
+
+
+def pad_to_divisor(t: Tensor, divisor: int) -> Tensor:
+    h, w = t.shape[-2:]
+    return pad_to(t, -(-h // divisor) * divisor, -(-w // divisor) * divisor)
+
+
+def resize(rgb: np.ndarray, scale: float) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size == (w, h):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))

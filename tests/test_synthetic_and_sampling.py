@@ -1,0 +1,142 @@
+"""Synthetic videos (determinism, pixel-true boxes, occlusion labels) and the clip sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from siamtfa.config import preset
+from siamtfa.data.datasets import Sequence, read_got10k
+from siamtfa.data.sampling import ClipDataset, Source, clip_starts, collate_clips, valid_frames
+from siamtfa.data.synthetic import make_synthetic, render_sequence
+
+
+def test_synthetic_is_deterministic() -> None:
+    a, b = render_sequence(3, 1, 12), render_sequence(3, 1, 12)
+    assert all(np.array_equal(x, y) for x, y in zip(a.frames, b.frames))
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    c = render_sequence(3, 2, 12)
+    assert not np.array_equal(a.frames[0], c.frames[0])
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_boxes_match_the_drawn_target(index: int) -> None:
+    seq = render_sequence(7, index, 30)
+    checked = 0
+    for t in range(30):
+        if seq.cover[t] < 8 or seq.cut_by_image[t]:
+            continue
+        ys, xs = np.nonzero(seq.visible_masks[t])
+        x, y, w, h = seq.boxes[t]
+        # the drawn pixels span exactly the box
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x, y, x + w, y + h)
+        checked += 1
+    assert checked > 0
+
+
+def test_occlusion_labels_are_consistent() -> None:
+    occluded = 0
+    for index in range(12):
+        seq = render_sequence(11, index, 60)
+        assert set(np.unique(seq.cover)) <= set(range(9))
+        np.testing.assert_array_equal(seq.absence, (seq.cover == 0).astype(int))
+        for t in np.flatnonzero(seq.cover < 8):
+            occluded += 1
+            assert seq.visible_masks[t].sum() < 0.875 * seq.visible_masks[t].size
+        for t in np.flatnonzero(seq.cover == 8):
+            assert seq.visible_masks[t].any()
+    assert occluded > 0, "no occlusion in 12 sequences: the generator lost its occluders"
+
+
+def test_written_layout_reads_back(tmp_path: Path) -> None:
+    make_synthetic(tmp_path, 2, 8, seed=5, progress=False)
+    seqs = read_got10k(tmp_path)
+    ref = render_sequence(5, 1, 8)
+    assert [s.name for s in seqs] == ["SYN-5-000000", "SYN-5-000001"]
+    np.testing.assert_allclose(seqs[1].boxes, ref.boxes, atol=1e-4)
+    np.testing.assert_array_equal(seqs[1].visible, ref.absence == 0)
+    np.testing.assert_array_equal(seqs[1].cover, ref.cover)
+    assert seqs[1].meta["resolution"] == "(320, 240)"
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+def fake_sequence(tmp_path: Path, boxes: np.ndarray, visible: np.ndarray) -> Sequence:
+    from PIL import Image
+
+    folder = tmp_path / "seq"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i in range(len(boxes)):
+        p = folder / f"{i + 1:08d}.jpg"
+        Image.new("RGB", (200, 100), (i * 20 % 255, 50, 50)).save(p)
+        paths.append(p)
+    return Sequence("seq", paths, boxes, visible)
+
+
+def test_filters_and_clip_starts(tmp_path: Path) -> None:
+    boxes = np.tile([[50.0, 20, 40, 40]], (10, 1))
+    boxes[3] = [50, 20, 5, 40]  # side < 10: filtered
+    boxes[6] = [0, 0, 199, 99]  # area fraction > 0.75: filtered
+    visible = np.ones(10, bool)
+    visible[8] = False
+    seq = fake_sequence(tmp_path, boxes, visible)
+    cfg = preset("lite").data
+    valid = valid_frames(seq, cfg)
+    assert valid.tolist() == [True, True, True, False, True, True, False, True, False, True]
+    # clips of 2: every frame valid or absent, at least one valid
+    assert clip_starts(valid, visible, 2).tolist() == [0, 1, 4, 7, 8]
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("syn")
+    make_synthetic(out, 3, 30, seed=2, progress=False)
+    return out
+
+
+def test_sampler_clips_are_adjacent_sorted_and_reproducible(synthetic_dir: Path) -> None:
+    cfg = preset("lite")
+    seqs = read_got10k(synthetic_dir)
+    ds = ClipDataset([Source("syn", seqs)], 3, cfg.data, cfg.input, seed=4)
+    by_name = {s.name: s for s in seqs}
+    for i in range(12):
+        sample = ds[i]
+        template, *clip = sample["frames"].tolist()
+        assert clip == list(range(clip[0], clip[0] + 3))
+        seq = by_name[sample["sequence"]]
+        valid = valid_frames(seq, cfg.data)
+        assert valid[template]
+        assert all(valid[t] or not seq.visible[t] for t in clip)
+        assert sample["search"].shape == (3, 3, 480, 640)
+        b = sample["search_boxes"][sample["present"]]
+        assert torch.all(b[:, 2:] > b[:, :2])
+    again = ClipDataset([Source("syn", seqs)], 3, cfg.data, cfg.input, seed=4)
+    for i in (0, 5):
+        a, b = ds[i], again[i]
+        assert torch.equal(a["search"], b["search"]) and torch.equal(a["frames"], b["frames"])
+    other = ClipDataset([Source("syn", seqs)], 3, cfg.data, cfg.input, seed=5)
+    assert not all(torch.equal(ds[i]["search"], other[i]["search"]) for i in range(4))
+    batch = collate_clips([ds[0], ds[1]])
+    assert batch["search"].shape[0] == 6 and batch["template"].shape[0] == 2
+
+
+def test_sampler_boxes_follow_flip_and_scale(synthetic_dir: Path) -> None:
+    cfg = preset("lite")
+    cfg.data.flip_prob = 1.0
+    cfg.data.scale_jitter = 0.0
+    seqs = read_got10k(synthetic_dir)
+    ds = ClipDataset([Source("syn", seqs)], 1, cfg.data, cfg.input, seed=0)
+    sample = ds[0]
+    seq = next(s for s in seqs if s.name == sample["sequence"])
+    t = int(sample["frames"][1])
+    x, y, w, h = seq.boxes[t] * 2.0  # 320x240 fits 640x480 at scale 2
+    expected = torch.tensor([640 - (x + w), y, 640 - x, y + h], dtype=torch.float32)
+    expected = torch.maximum(
+        torch.minimum(expected, torch.tensor([640.0, 480, 640, 480])), torch.zeros(4)
+    )
+    torch.testing.assert_close(sample["search_boxes"][0], expected, atol=1e-3, rtol=0)
