@@ -15,6 +15,7 @@ from siamtfa.config import TrainConfig, from_dict
 from siamtfa.data.synthetic import make_synthetic
 from siamtfa.training import lr_at, train
 from siamtfa.training.checkpoint import load_checkpoint
+from siamtfa.training.plot import plot_losses
 
 
 def tiny_config(iterations: int, **train_overrides):
@@ -59,6 +60,8 @@ def test_a_few_dozen_iterations_lower_the_loss(tmp_path: Path, data: list[str]) 
     losses = [float(r.split(",")[7]) for r in rows[1:]]
     assert len(losses) == 30 and result.iteration == 30
     assert sum(losses[-8:]) / 8 < 0.7 * sum(losses[:4]) / 4, losses
+    png = plot_losses(tmp_path)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_resume_continues_exactly(tmp_path: Path, data: list[str]) -> None:

@@ -125,6 +125,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot_log(args: argparse.Namespace) -> int:
+    from siamtfa.training.plot import plot_losses
+
+    print(plot_losses(args.run_dir, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siamtfa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", help="local torchvision ImageNet ResNet checkpoint")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("plot-log", help="draw a run's loss curves (PNG)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="PNG path (default RUN_DIR/loss_curve.png)")
+    p.set_defaults(func=cmd_plot_log)
     return parser
 
 
