@@ -26,14 +26,14 @@ def plot_losses(run_dir: str | Path, out: str | Path | None = None, smooth: int 
     fig, (ax, ax_lr) = plt.subplots(
         2, 1, figsize=(9, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
+    k = max(1, min(smooth, len(rows) // 5))  # the window actually used
     for key in (*LOSS_KEYS, "loss"):
         y = np.array([float(r[key]) for r in rows])
-        k = max(1, min(smooth, len(y) // 5))
         avg = np.convolve(y, np.ones(k) / k, mode="valid")
         (line,) = ax.plot(it[k - 1 :], avg, label=key, lw=2 if key == "loss" else 1.2)
         ax.plot(it, y, color=line.get_color(), alpha=0.15, lw=0.6)
     ax.set_yscale("log")
-    ax.set_ylabel(f"loss (moving average over {smooth})")
+    ax.set_ylabel(f"loss (moving average over {k})")
     ax.legend(ncol=3)
     ax.grid(alpha=0.3)
     ax_lr.plot(it, [float(r["lr"]) for r in rows], color="k")
