@@ -2,6 +2,7 @@
 
 from siamtfa import config
 from siamtfa.model import SiamTFA, build_model
+from siamtfa.tracking import Tracker
 
-__all__ = ["SiamTFA", "build_model", "config"]
+__all__ = ["SiamTFA", "Tracker", "build_model", "config"]
 __version__ = "0.1.0"

@@ -39,7 +39,7 @@ def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
 
 def normalize(rgb: np.ndarray, cfg: InputConfig) -> Tensor:
     """``[3, H, W]`` float tensor, ImageNet mean/std."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    t = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
     mean = torch.tensor(cfg.mean).view(3, 1, 1)
     std = torch.tensor(cfg.std).view(3, 1, 1)
     return (t - mean) / std

@@ -46,17 +46,33 @@ def make_norm(kind: str, channels: int) -> nn.Module:
 
 
 class TemporalShift(nn.Module):
-    """Paper Eq. 1 on a residual-branch input; ``clip_len=None`` (template) means no shift."""
+    """Paper Eq. 1 on a residual-branch input; ``clip_len=None`` (template) means no shift.
+
+    Streaming (``stream`` given, one frame per call): the past fold comes from the previous
+    call's input, kept in ``stream[self]``; the future fold (bidirectional) is zero, as for the
+    last frame of a training clip. So a box for frame t never depends on frames after t.
+    """
 
     def __init__(self, fold_div: int = 8, causal: bool = False) -> None:
         super().__init__()
         self.fold_div = fold_div
         self.causal = causal
 
-    def forward(self, x: Tensor, clip_len: int | None) -> Tensor:
-        if clip_len is None:
-            return x
-        return temporal_shift(x, clip_len, self.fold_div, self.causal)
+    def forward(
+        self, x: Tensor, clip_len: int | None, stream: dict[nn.Module, Tensor] | None = None
+    ) -> Tensor:
+        if stream is None:
+            return (
+                x if clip_len is None else temporal_shift(x, clip_len, self.fold_div, self.causal)
+            )
+        fold = x.shape[1] // self.fold_div
+        out = x.clone()
+        prev = stream.get(self)
+        out[:, :fold] = prev if prev is not None else 0.0
+        if not self.causal:
+            out[:, fold : 2 * fold] = 0.0
+        stream[self] = x[:, :fold].detach().clone()
+        return out
 
     def extra_repr(self) -> str:
         return f"fold_div={self.fold_div}, causal={self.causal}"
@@ -83,9 +99,10 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def forward(self, x: Tensor, clip_len: int | None = None) -> Tensor:
+    def forward(self, x: Tensor, clip_len: int | None = None, stream: dict | None = None) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.shift(x, clip_len) if self.shift is not None else x  # residual branch only
+        # residual branch only
+        out = self.shift(x, clip_len, stream) if self.shift is not None else x
         out = self.relu(self.bn1(self.conv1(out)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
@@ -114,9 +131,10 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def forward(self, x: Tensor, clip_len: int | None = None) -> Tensor:
+    def forward(self, x: Tensor, clip_len: int | None = None, stream: dict | None = None) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.shift(x, clip_len) if self.shift is not None else x  # residual branch only
+        # residual branch only
+        out = self.shift(x, clip_len, stream) if self.shift is not None else x
         out = self.relu(self.bn1(self.conv1(out)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -203,13 +221,16 @@ class ResNet(nn.Module):
             self.inplanes = planes * block.expansion
         return nn.ModuleList(layers)
 
-    def forward(self, x: Tensor, clip_len: int | None = None) -> list[Tensor]:
-        """C2..C5 features; ``clip_len`` turns the layer4 shift on (``None``: no shift)."""
+    def forward(
+        self, x: Tensor, clip_len: int | None = None, stream: dict | None = None
+    ) -> list[Tensor]:
+        """C2..C5 features; ``clip_len`` turns the layer4 shift on (``None``: no shift);
+        ``stream`` (a dict kept by the caller across frames) shifts one frame at a time."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         outs = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in layer:
-                x = block(x, clip_len)
+                x = block(x, clip_len, stream)
             outs.append(x)
         return outs
 

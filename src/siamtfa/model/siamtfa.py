@@ -57,9 +57,12 @@ class SiamTFA(nn.Module):
         self.rpn = RegionProposalNetwork(cfg.rpn, cfg.fpn_channels, STRIDES)
         self.roi_head = RoIHead(cfg.roi, cfg.adversarial_dropout, cfg.fpn_channels, STRIDES[:4])
 
-    def pyramid(self, images: Tensor, clip_len: int | None) -> list[Tensor]:
-        """P2..P6; ``clip_len`` enables the temporal shift (``None`` for template frames)."""
-        return self.fpn(self.backbone(images, clip_len))
+    def pyramid(
+        self, images: Tensor, clip_len: int | None, stream: dict | None = None
+    ) -> list[Tensor]:
+        """P2..P6; ``clip_len`` enables the temporal shift (``None`` for template frames);
+        ``stream`` makes it causal across calls (see :class:`TemporalShift`)."""
+        return self.fpn(self.backbone(images, clip_len, stream))
 
     def template_features(self, images: Tensor, boxes: Tensor) -> Tensor:
         """The tight ``[N, C, 7, 7]`` template feature of each box (no temporal shift)."""
@@ -103,7 +106,10 @@ class SiamTFA(nn.Module):
         clip_len: int = 1,
         search_boxes: Tensor | None = None,
         search_present: Tensor | None = None,
+        stream: dict | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """The search branch on a cached template (see :meth:`forward`); with ``stream`` (one
+        frame per call) the temporal shift takes its past from the previous call."""
         _check_images("search_images", search_images)
         if clip_len < 1 or search_images.shape[0] != template.shape[0] * clip_len:
             raise ValueError(
@@ -120,7 +126,7 @@ class SiamTFA(nn.Module):
             _check_boxes("search_boxes", search_boxes, n, search_present)
             targets = [b if p else None for b, p in zip(search_boxes.float(), search_present)]
         image_size = (search_images.shape[-2], search_images.shape[-1])
-        feats = self.pyramid(search_images, clip_len)
+        feats = self.pyramid(search_images, clip_len, stream)
         modulated = self.modulator(feats, template, clip_len)
         proposals, rpn_losses = self.rpn(modulated, image_size, targets)
         detections, roi_losses = self.roi_head(

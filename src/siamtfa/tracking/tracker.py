@@ -1,0 +1,182 @@
+"""The SiamTFA tracker with the GOT-10k toolkit's interface (``init``, ``update``, ``track``).
+
+Modes:
+
+* ``online`` — strictly causal: the box of frame t uses frames <= t only. The temporal shift
+  keeps a per-block cache of the previous frame's shifted channels, so each update is one
+  backbone pass. For a model trained with the bidirectional shift the future fold is zero (as
+  for the last frame of a training clip); the result equals the batch forward exactly only for
+  a ``temporal.causal`` model.
+* ``clip`` — frames in clips of T with the bidirectional shift as trained (offline evaluation
+  and throughput): a box may depend on up to T-1 future frames. Only ``track`` supports it.
+
+Boxes are ``[x, y, w, h]``, 0-based, in the image's pixels; images are RGB (PIL or numpy),
+grayscale accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from siamtfa import config as config_mod
+from siamtfa.config import Config, InputConfig
+from siamtfa.data import transforms as T
+from siamtfa.model import SiamTFA, build_model
+from siamtfa.training.checkpoint import load_checkpoint
+
+MODES = ("online", "clip")
+
+
+def load_model(
+    checkpoint: str | Path, device: str | torch.device = "cpu"
+) -> tuple[SiamTFA, Config]:
+    """Model and config from a training checkpoint (``weights_only`` load)."""
+    state = load_checkpoint(checkpoint)
+    if "config" not in state:
+        raise ValueError(f"{checkpoint}: checkpoint has no 'config' entry")
+    cfg = config_mod.from_dict(state["config"])
+    cfg.model.backbone.weights = None  # the checkpoint holds every weight
+    model = build_model(cfg)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
+    model.load_state_dict(weights)
+    return model.to(device).eval(), cfg
+
+
+def _check_box(box, width: int, height: int) -> np.ndarray:
+    box = np.asarray(box, np.float64).reshape(-1)
+    if box.shape != (4,) or not np.isfinite(box).all():
+        raise ValueError(f"initial box must be 4 finite numbers x, y, w, h; got {box.tolist()}")
+    if box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"initial box has no area: {box.tolist()}")
+    x1, y1 = max(box[0], 0.0), max(box[1], 0.0)
+    x2, y2 = min(box[0] + box[2], width), min(box[1] + box[3], height)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        raise ValueError(f"initial box {box.tolist()} lies outside the {width}x{height} image")
+    return box
+
+
+class Tracker:
+    """``Tracker(model_or_checkpoint, mode="online", device=None)``."""
+
+    is_deterministic = True
+
+    def __init__(
+        self,
+        model: SiamTFA | str | Path,
+        mode: str = "online",
+        device: str | torch.device | None = None,
+        input_cfg: InputConfig | None = None,
+        clip_len: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if isinstance(model, (str, Path)):
+            model, cfg = load_model(model, self.device)
+            input_cfg = input_cfg or cfg.input
+            clip_len = clip_len or cfg.train.clip_len
+        self.model = model.to(self.device).eval()
+        self.input_cfg = input_cfg or InputConfig()
+        self.clip_len = clip_len or 3
+        self.mode = mode
+        self.name = name or f"SiamTFA-{mode}"
+        self.template: Tensor | None = None
+        self.stream: dict = {}  # per-block past channels (online mode)
+        self.stream_size: tuple[int, ...] = ()
+        self.box = np.zeros(4)
+
+    # ---------------------------------------------------------------- preprocessing
+    def _prepare(self, image) -> tuple[Tensor, float, tuple[int, int]]:
+        """Normalised, resized, padded ``[1, 3, H', W']``, the scale, and ``(W, H)``."""
+        if isinstance(image, (str, Path)):
+            with Image.open(image) as im:
+                image = im.convert("RGB")
+        rgb = T.to_rgb_array(image)
+        h, w = rgb.shape[:2]
+        scale = T.fit_scale(w, h, self.input_cfg)
+        t = T.pad_to_divisor(
+            T.normalize(T.resize(rgb, scale), self.input_cfg), self.input_cfg.size_divisor
+        )
+        dtype = next(self.model.parameters()).dtype
+        return t[None].to(self.device, dtype), scale, (w, h)
+
+    def _to_image_box(self, box_xyxy: Tensor, scale: float, size: tuple[int, int]) -> np.ndarray:
+        x1, y1, x2, y2 = (box_xyxy.float().cpu().numpy() / scale).tolist()
+        w, h = size
+        x1, x2 = np.clip([x1, x2], 0, w)
+        y1, y2 = np.clip([y1, y2], 0, h)
+        return np.array([x1, y1, x2 - x1, y2 - y1])
+
+    # ---------------------------------------------------------------- GOT-10k interface
+    @torch.inference_mode()
+    def init(self, image, box) -> None:
+        """Cache the template feature of ``box`` (x, y, w, h) in ``image``; reset the stream."""
+        frame, scale, (w, h) = self._prepare(image)
+        box = _check_box(box, w, h)
+        x1, y1 = max(box[0], 0.0), max(box[1], 0.0)
+        x2, y2 = min(box[0] + box[2], w), min(box[1] + box[3], h)
+        xyxy = torch.tensor([[x1, y1, x2, y2]], device=self.device, dtype=frame.dtype) * scale
+        self.template = self.model.template_features(frame, xyxy)
+        self.stream, self.stream_size = {}, frame.shape[-2:]
+        if self.mode == "online":  # frame 0 fills the shift cache: frame 1's past
+            self.model.backbone(frame, 1, self.stream)
+        self.box = box
+
+    @torch.inference_mode()
+    def update(self, image) -> np.ndarray:
+        """The box ``[x, y, w, h]`` in ``image`` (online mode)."""
+        if self.template is None:
+            raise RuntimeError("call init(image, box) before update(image)")
+        if self.mode != "online":
+            raise RuntimeError("clip mode needs future frames: use track(img_files, box)")
+        frame, scale, size = self._prepare(image)
+        if frame.shape[-2:] != self.stream_size:
+            self.stream, self.stream_size = {}, frame.shape[-2:]  # size changed: no valid past
+        det = self.model.forward_search(self.template, frame, 1, stream=self.stream)[0]
+        if len(det["boxes"]):
+            self.box = self._to_image_box(det["box"], scale, size)
+        return self.box.copy()
+
+    def track(self, img_files: list, box, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``[N, 4]`` (frame 0 = ``box``) and seconds per frame ``[N]``."""
+        n = len(img_files)
+        boxes = np.zeros((n, 4))
+        times = np.zeros(n)
+        start = time.perf_counter()
+        self.init(img_files[0], box)
+        times[0] = time.perf_counter() - start
+        boxes[0] = self.box
+        if self.mode == "online":
+            for i in range(1, n):
+                start = time.perf_counter()
+                boxes[i] = self.update(img_files[i])
+                times[i] = time.perf_counter() - start
+            return boxes, times
+        for first in range(1, n, self.clip_len):
+            idx = list(range(first, min(first + self.clip_len, n)))
+            start = time.perf_counter()
+            boxes[idx] = self._track_clip([img_files[i] for i in idx])
+            times[idx] = (time.perf_counter() - start) / len(idx)
+        return boxes, times
+
+    @torch.inference_mode()
+    def _track_clip(self, images: list) -> np.ndarray:
+        prepared = [self._prepare(im) for im in images]
+        size = prepared[0][2]
+        if any(p[2] != size for p in prepared):
+            raise ValueError("clip mode needs frames of one size within a clip")
+        frames = torch.cat([p[0] for p in prepared])
+        dets = self.model.forward_search(self.template, frames, len(images))
+        out = []
+        for det, (_, scale, sz) in zip(dets, prepared):
+            if len(det["boxes"]):
+                self.box = self._to_image_box(det["box"], scale, sz)
+            out.append(self.box.copy())
+        return np.stack(out)
