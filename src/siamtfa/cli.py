@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from siamtfa import config
-from siamtfa.model import LOSS_KEYS, build_model
-from siamtfa.ops import xywh_to_xyxy
+from siamtfa.model import build_model
 
 
 def _load_config(args: argparse.Namespace) -> config.Config:
@@ -41,51 +42,156 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Model summary, one training step and one inference on synthetic tensors."""
-    torch.manual_seed(args.seed)
-    cfg = config.preset("lite")
-    model = build_model(cfg)
-    print("SiamTFA lite (untrained weights):")
-    print(model_summary(model))
-    size, clip_len = args.size, 3
-    g = torch.Generator().manual_seed(args.seed)
-    template = torch.randn(1, 3, size, size, generator=g)
-    search = torch.randn(clip_len, 3, size, size, generator=g)
-    box_xywh = torch.tensor([[size * 0.3, size * 0.35, size * 0.25, size * 0.3]])
-    moves = torch.tensor([[0.0, 0, 0, 0], [4, 2, 0, 0], [8, 4, 0, 0]])
-    search_boxes = xywh_to_xyxy(box_xywh + moves)
-    x1, y1, x2, y2 = (int(v) for v in xywh_to_xyxy(box_xywh)[0])
-    search[:, :, y1:y2, x1:x2] = template[:, :, y1:y2, x1:x2]  # the target, pasted
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(
-        params, lr=cfg.train.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay
-    )
-    model.train()
+def _make_tracker(kind: str, checkpoint: str | None, mode: str, device: str | None):
+    """(tracker, results-folder name, info) for ``siamtfa``, ``csrt`` or ``kcf``."""
+    from siamtfa.tracking import OpenCVTracker, Tracker
+    from siamtfa.tracking.tracker import default_tracker_source
+
+    if kind in ("csrt", "kcf"):
+        return OpenCVTracker(kind), kind, {"tracker": kind}
+    if kind != "siamtfa":
+        raise ValueError(f"unknown tracker {kind!r}: use siamtfa, csrt or kcf")
+    if checkpoint:
+        source, input_cfg, trained = checkpoint, None, True
+    else:
+        source, input_cfg, trained = default_tracker_source()
+        if not trained:
+            print(
+                "NOTE: no trained default checkpoint ships yet: using UNTRAINED lite weights; "
+                "pass --checkpoint to use your own.",
+                file=sys.stderr,
+            )
+    tracker = Tracker(source, mode, device, input_cfg)
+    info = {
+        "tracker": "siamtfa",
+        "mode": mode,
+        "checkpoint": str(source) if trained else "untrained",
+        "clip_len": tracker.clip_len if mode == "clip" else 1,
+        "causal": mode == "online",
+        "device": str(tracker.device),
+    }
+    return tracker, f"siamtfa-{mode}", info
+
+
+def _read_sequences(dataset: str, root: str, split: str | None):
+    from siamtfa.data.datasets import read_dataset, read_got10k
+
+    if dataset == "got10k":
+        return read_got10k(root, split), "got10k"
+    if dataset == "synthetic":
+        return read_got10k(root), "got10k"
+    return read_dataset(dataset, root), "otb"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from siamtfa.evaluation.runner import format_table, report, run_benchmark, submission_zip
+
+    sequences, layout = _read_sequences(args.dataset, args.root, args.split)
+    i, n = (int(v) for v in args.shard.split("/"))
+    tracker, name, info = _make_tracker(args.tracker, args.checkpoint, args.mode, args.device)
+    name = args.name or name
+    run_benchmark(tracker, name, sequences, args.out, layout, (i, n), info)
+    if args.split == "test":
+        print(f"submission: {submission_zip(args.out, name)}")
+        return 0
+    try:
+        results = report(args.out, sequences, layout, title=f"{args.dataset} {args.root}")
+    except FileNotFoundError as err:  # other shards still running
+        print(f"results written; no report yet: {err}")
+        return 0
+    print(format_table(results))
+    print(f"report: {Path(args.out) / 'report.json'}, plots: success.png, precision.png")
+    return 0
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from siamtfa.tracking.video import AnnotatedVideo, open_frames
+
+    frames, fps, count = open_frames(args.input)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{args.input}: no frames")
+    if args.select:
+        import os
+
+        if not os.environ.get("DISPLAY"):
+            raise ValueError("--select needs a display; pass --box x,y,w,h instead")
+        import cv2
+
+        box = np.array(cv2.selectROI("siamtfa: select the target", first[..., ::-1]), float)
+        cv2.destroyAllWindows()
+    elif args.box:
+        box = np.array([float(v) for v in args.box.split(",")])
+    else:
+        raise ValueError("give the target with --box x,y,w,h or --select")
+    tracker, _, _ = _make_tracker("siamtfa", args.checkpoint, args.mode, args.device)
+    if args.mode != "online":
+        raise ValueError("track processes a stream: use --mode online")
+    video = AnnotatedVideo(args.out, fps) if args.out else None
+    tracker.init(first, box)
+    boxes = [box]
+    bar = tqdm(total=count, desc="track", unit="frame")
     start = time.perf_counter()
-    losses = model(template, xywh_to_xyxy(box_xywh), search, clip_len, search_boxes)
-    opt.zero_grad()
-    losses["loss"].backward()
-    torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-    opt.step()
-    terms = ", ".join(f"{k} {losses[k].item():.4f}" for k in (*LOSS_KEYS, "loss"))
-    print(
-        f"one training step on a {clip_len}-frame synthetic clip ({size}x{size}) "
-        f"in {time.perf_counter() - start:.2f} s: {terms}"
-    )
-    model.eval()
-    with torch.inference_mode():
-        start = time.perf_counter()
-        dets = model(template, xywh_to_xyxy(box_xywh), search, clip_len)
-    for t, det in enumerate(dets):
-        box = ", ".join(f"{v:.1f}" for v in det["box"].tolist())
-        print(
-            f"frame {t}: top box [{box}] score {det['score']:.3f} ({len(det['boxes'])} candidates)"
+    if video:
+        video.write(first, [(box, (0, 255, 0))])
+    bar.update(1)
+    for frame in frames:
+        boxes.append(tracker.update(frame))
+        rate = (len(boxes) - 1) / (time.perf_counter() - start)
+        if video:
+            video.write(frame, [(boxes[-1], (0, 255, 0))], f"{rate:.1f} FPS")
+        bar.set_postfix(fps=f"{rate:.1f}")
+        bar.update(1)
+    bar.close()
+    if video:
+        video.close()
+        print(f"annotated video: {args.out}")
+    if args.boxes:
+        np.savetxt(args.boxes, np.array(boxes), fmt="%.2f", delimiter=",")
+        print(f"boxes (x,y,w,h per frame): {args.boxes}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Synthetic sequences, tracked by the default tracker; MP4, success plot, AO/SR table."""
+    from siamtfa.data.datasets import read_got10k
+    from siamtfa.data.synthetic import make_synthetic
+    from siamtfa.evaluation.results import read_result
+    from siamtfa.evaluation.runner import format_table, report, result_paths, run_benchmark
+    from siamtfa.tracking.video import AnnotatedVideo
+
+    out = Path(args.out)
+    start = time.perf_counter()
+    make_synthetic(out / "sequences", args.sequences, args.frames, seed=args.seed, progress=False)
+    sequences = read_got10k(out / "sequences")
+    tracker, name, info = _make_tracker("siamtfa", args.checkpoint, "online", args.device)
+    run_benchmark(tracker, name, sequences, out / "results", "got10k", info=info)
+    results = report(out / "results", sequences, "got10k", title="synthetic demo")
+    seq = sequences[0]
+    pred = read_result(result_paths(out / "results", name, seq.name, "got10k")[0])
+    video = AnnotatedVideo(out / "demo.mp4", 10)
+    from PIL import Image
+
+    for t, path in enumerate(seq.frames):
+        with Image.open(path) as im:
+            frame = np.asarray(im.convert("RGB"))
+        video.write(
+            frame,
+            [(seq.boxes[t], (255, 255, 255)), (pred[t], (0, 255, 0))],
+            f"frame {t}  white: truth  green: siamtfa",
         )
+    video.close()
+    print(format_table(results))
     print(
-        f"inference on {clip_len} frames in {time.perf_counter() - start:.2f} s. "
-        "Weights are untrained: boxes are not meaningful yet."
+        f"annotated video: {out / 'demo.mp4'}\nsuccess plot: {out / 'results' / 'success.png'}"
+        f"\nreport: {out / 'results' / 'report.json'}\n"
+        f"({len(sequences)} synthetic sequences, {time.perf_counter() - start:.0f} s)"
     )
+    if info["checkpoint"] == "untrained":
+        print("The weights are UNTRAINED: these boxes are not meaningful yet.")
     return 0
 
 
@@ -141,10 +247,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (overrides --preset)")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("demo", help="the embedded default job (synthetic tensors, lite preset)")
-    p.add_argument("--size", type=int, default=256, help="synthetic frame side in pixels")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("demo", help="track generated sequences with the default tracker")
+    p.add_argument("--out", default="siamtfa_demo", help="output folder")
+    p.add_argument("--sequences", type=int, default=2)
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--seed", type=int, default=777000, help="never used for training")
+    p.add_argument("--checkpoint")
+    p.add_argument("--device")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("eval", help="run a tracker on a benchmark and report")
+    p.add_argument("--tracker", default="siamtfa", choices=["siamtfa", "csrt", "kcf"])
+    p.add_argument("--mode", default="online", choices=["online", "clip"])
+    p.add_argument("--checkpoint")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        choices=["got10k", "synthetic", "otb", "uav123", "uav20l", "lasot", "folder"],
+    )
+    p.add_argument("--root", required=True)
+    p.add_argument("--split", help="GOT-10k split (train, val, test)")
+    p.add_argument("--out", required=True, help="results folder (one subfolder per tracker)")
+    p.add_argument("--shard", default="0/1", help="i/n: this machine's share of sequences")
+    p.add_argument("--name", help="results subfolder (default: tracker and mode)")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("track", help="track an object in a video, frame folder or webcam")
+    p.add_argument("input", help="video file, frame folder, or webcam index")
+    p.add_argument("--box", help="x,y,w,h of the target in the first frame")
+    p.add_argument("--select", action="store_true", help="draw the box (needs a display)")
+    p.add_argument("--checkpoint")
+    p.add_argument("--mode", default="online", choices=["online"])
+    p.add_argument("--out", help="annotated MP4")
+    p.add_argument("--boxes", help="text file of x,y,w,h per frame")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("make-synthetic", help="write synthetic sequences (GOT-10k layout)")
     p.add_argument("--out", required=True)

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from siamtfa.data.sampling import load_rgb
 from siamtfa.data.transforms import to_rgb_array
 
 KINDS = ("csrt", "kcf")
@@ -37,8 +37,7 @@ class OpenCVTracker:
 
     def _bgr(self, image) -> np.ndarray:
         if isinstance(image, (str, Path)):
-            with Image.open(image) as im:
-                image = im.convert("RGB")
+            image = load_rgb(image)  # a corrupt file raises an error naming it
         return np.ascontiguousarray(to_rgb_array(image)[..., ::-1])
 
     def init(self, image, box) -> None:

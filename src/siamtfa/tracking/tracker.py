@@ -21,16 +21,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from siamtfa import config as config_mod
 from siamtfa.config import Config, InputConfig
 from siamtfa.data import transforms as T
+from siamtfa.data.sampling import load_rgb
 from siamtfa.model import SiamTFA, build_model
 from siamtfa.training.checkpoint import load_checkpoint
 
 MODES = ("online", "clip")
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_lite.pt"
+
+
+def default_tracker_source() -> tuple[SiamTFA | Path, InputConfig, bool]:
+    """The shipped default checkpoint, or (until one ships) an untrained ``lite`` model at
+    320x240 input. The flag says whether the weights are trained."""
+    if DEFAULT_CHECKPOINT.is_file():
+        return DEFAULT_CHECKPOINT, InputConfig(), True
+    cfg = config_mod.preset("lite")
+    torch.manual_seed(0)
+    return build_model(cfg).eval(), InputConfig(max_size=320, min_size=240), False
 
 
 def load_model(
@@ -80,7 +91,7 @@ class Tracker:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(model, (str, Path)):
             model, cfg = load_model(model, self.device)
-            input_cfg = input_cfg or cfg.input
+            input_cfg = cfg.input if input_cfg is None or input_cfg == InputConfig() else input_cfg
             clip_len = clip_len or cfg.train.clip_len
         self.model = model.to(self.device).eval()
         self.input_cfg = input_cfg or InputConfig()
@@ -96,8 +107,7 @@ class Tracker:
     def _prepare(self, image) -> tuple[Tensor, float, tuple[int, int]]:
         """Normalised, resized, padded ``[1, 3, H', W']``, the scale, and ``(W, H)``."""
         if isinstance(image, (str, Path)):
-            with Image.open(image) as im:
-                image = im.convert("RGB")
+            image = load_rgb(image)  # a corrupt file raises an error naming it
         rgb = T.to_rgb_array(image)
         h, w = rgb.shape[:2]
         scale = T.fit_scale(w, h, self.input_cfg)

@@ -1,0 +1,188 @@
+"""Benchmark runs: track every sequence, write official result layouts, report and plot.
+
+Results: ``<out>/<tracker>/`` in the GOT-10k layout (``<seq>/<seq>_001.txt``, ``_time.txt``)
+for GOT-10k and synthetic sets, else the OTB/UAV layout (``<seq>.txt``, ``times/``). A
+sequence whose box file exists is skipped, so a run resumes; ``shard=(i, n)`` takes sequences
+``i, i+n, ...``. ``<out>/<tracker>/info.json`` says how the results were made (mode, checkpoint,
+rules). ``report`` evaluates every tracker folder found.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from siamtfa.data.datasets import Sequence
+from siamtfa.data.io import atomic_write_text
+from siamtfa.data.sampling import frame_size
+from siamtfa.evaluation.metrics import (
+    IOU_THRESHOLDS_OTB,
+    PIXEL_THRESHOLDS,
+    got10k_metrics,
+    otb_metrics,
+)
+from siamtfa.evaluation.results import read_result, write_got10k_result, write_otb_result
+
+RULES = (
+    "GOT-10k metrics: first frame excluded, cover==0 (absent) frames excluded, boxes "
+    "clipped to the image, frames pooled. OTB/UAV metrics: NaN (absent) ground truth "
+    "removed, frame 0 counted as the given box, per-sequence curves averaged. FPS: frames "
+    "after the first / their total seconds."
+)
+
+
+def result_paths(out: Path, tracker: str, name: str, layout: str) -> tuple[Path, Path]:
+    if layout == "got10k":
+        return (out / tracker / name / f"{name}_001.txt", out / tracker / name / f"{name}_time.txt")
+    return out / tracker / f"{name}.txt", out / tracker / "times" / f"{name}_time.txt"
+
+
+def shard_sequences(sequences: list[Sequence], shard: tuple[int, int]) -> list[Sequence]:
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
+    return sequences[i::n]
+
+
+def run_benchmark(
+    tracker,
+    tracker_name: str,
+    sequences: list[Sequence],
+    out: str | Path,
+    layout: str,
+    shard: tuple[int, int] = (0, 1),
+    info: dict | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Track the shard's unfinished sequences; returns the names tracked now."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    (out / tracker_name).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        out / tracker_name / "info.json", json.dumps({**(info or {}), "rules": RULES}, indent=1)
+    )
+    done = []
+    todo = [
+        s
+        for s in shard_sequences(sequences, shard)
+        if not result_paths(out, tracker_name, s.name, layout)[0].is_file()
+    ]
+    for seq in tqdm(todo, desc=tracker_name, disable=not progress):
+        if not np.isfinite(seq.boxes[0]).all():
+            raise ValueError(f"{seq.name}: the first frame has no box to start from")
+        boxes, times = tracker.track(seq.frames, seq.boxes[0])
+        if layout == "got10k":
+            write_got10k_result(out / tracker_name, seq.name, boxes, times)
+        else:
+            write_otb_result(out / tracker_name, seq.name, boxes, times)
+        done.append(seq.name)
+    return done
+
+
+def evaluate(out: str | Path, tracker_name: str, sequences: list[Sequence], layout: str) -> dict:
+    """Every metric of one tracker's results on ``sequences`` (all must be finished)."""
+    out = Path(out)
+    preds, gts, covers, res, seconds, frames = {}, {}, {}, {}, 0.0, 0
+    for seq in sequences:
+        box_file, time_file = result_paths(out, tracker_name, seq.name, layout)
+        if not box_file.is_file():
+            raise FileNotFoundError(f"{box_file}: no result for {seq.name}")
+        preds[seq.name] = read_result(box_file)
+        gts[seq.name] = seq.boxes
+        covers[seq.name] = seq.cover if seq.cover is not None else np.where(seq.visible, 8, 0)
+        res[seq.name] = frame_size(seq)
+        if time_file.is_file():
+            t = np.loadtxt(time_file, ndmin=1)[1:]
+            seconds += float(t[t > 0].sum())
+            frames += int((t > 0).sum())
+    got = got10k_metrics(preds, gts, covers, res)
+    otb = otb_metrics(preds, gts)
+    return {
+        "overall": {
+            "ao": got.ao,
+            "sr50": got.sr50,
+            "sr75": got.sr75,
+            "auc": otb.auc,
+            "precision20": otb.precision20,
+            "fps": frames / seconds if seconds > 0 else float("nan"),
+        },
+        "curves": {
+            "got_success": got.success_curve.tolist(),
+            "success": otb.success_curve.tolist(),
+            "precision": otb.precision_curve.tolist(),
+        },
+        "per_sequence": {n: {**got.per_sequence[n], **otb.per_sequence[n]} for n in gts},
+    }
+
+
+def report(out: str | Path, sequences: list[Sequence], layout: str, title: str = "") -> dict:
+    """Evaluate every tracker folder in ``out`` that has all results; write ``report.json``,
+    ``success.png``, ``precision.png``; return the report."""
+    out = Path(out)
+    results = {}
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        if all(result_paths(out, folder.name, s.name, layout)[0].is_file() for s in sequences):
+            results[folder.name] = evaluate(out, folder.name, sequences, layout)
+            info = folder / "info.json"
+            if info.is_file():
+                results[folder.name]["info"] = json.loads(info.read_text())
+    if not results:
+        raise FileNotFoundError(f"{out}: no tracker has results for all {len(sequences)} sequences")
+    atomic_write_text(out / "report.json", json.dumps(results, indent=1))
+    plot_curves(results, out, title)
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = [
+        f"{'tracker':<20} {'AO':>6} {'SR0.5':>6} {'SR0.75':>6} {'AUC':>6} {'Prec20':>6} {'FPS':>7}"
+    ]
+    ranked = sorted(results.items(), key=lambda kv: -kv[1]["overall"]["ao"])
+    for name, r in ranked:
+        o = r["overall"]
+        lines.append(
+            f"{name:<20} {o['ao']:6.3f} {o['sr50']:6.3f} {o['sr75']:6.3f} "
+            f"{o['auc']:6.3f} {o['precision20']:6.3f} {o['fps']:7.1f}"
+        )
+    return "\n".join(lines)
+
+
+def plot_curves(results: dict, out: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for kind, xs, xlabel, key, score in (
+        ("success", IOU_THRESHOLDS_OTB, "overlap threshold", "success", "auc"),
+        (
+            "precision",
+            PIXEL_THRESHOLDS,
+            "location error threshold (px)",
+            "precision",
+            "precision20",
+        ),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 5))
+        ranked = sorted(results.items(), key=lambda kv: -kv[1]["overall"][score])
+        for name, r in ranked:
+            ax.plot(xs, r["curves"][key], lw=2, label=f"{name} [{r['overall'][score]:.3f}]")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("success rate" if kind == "success" else "precision")
+        ax.set_title(f"{kind.capitalize()} plot{' — ' + title if title else ''}")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left" if kind == "success" else "lower right")
+        fig.tight_layout()
+        fig.savefig(out / f"{kind}.png", dpi=110)
+        plt.close(fig)
+
+
+def submission_zip(out: str | Path, tracker_name: str) -> Path:
+    """GOT-10k test-split submission: the tracker's result folder zipped."""
+    folder = Path(out) / tracker_name
+    return Path(shutil.make_archive(str(folder), "zip", root_dir=folder))

@@ -1,0 +1,158 @@
+"""Benchmark runner (layouts, resume, shards, corrupt frames) and the track / demo commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from siamtfa.cli import main
+from siamtfa.config import InputConfig
+from siamtfa.data.datasets import DatasetError, read_got10k
+from siamtfa.data.synthetic import make_synthetic, render_sequence
+from siamtfa.evaluation.runner import report, result_paths, run_benchmark, shard_sequences
+from siamtfa.tracking import Tracker
+
+from .conftest import small_model
+
+SMALL = InputConfig(max_size=160, min_size=120)
+
+
+@pytest.fixture
+def val_set(tmp_path: Path) -> Path:
+    root = tmp_path / "data" / "val"
+    make_synthetic(root, 3, 5, seed=31337, size=(160, 120), progress=False)
+    return root
+
+
+def tracker() -> Tracker:
+    return Tracker(small_model().eval(), "online", "cpu", SMALL)
+
+
+def test_results_are_read_by_the_official_toolkit(tmp_path: Path, val_set: Path) -> None:
+    from got10k.experiments import ExperimentGOT10k
+
+    seqs = read_got10k(val_set)
+    out = tmp_path / "results" / "GOT-10k"  # where the toolkit looks
+    run_benchmark(tracker(), "mine", seqs, out, "got10k", progress=False)
+    ours = report(out, seqs, "got10k")["mine"]["overall"]
+    exp = ExperimentGOT10k(
+        str(tmp_path / "data"),
+        subset="val",
+        result_dir=str(tmp_path / "results"),
+        report_dir=str(tmp_path / "reports"),
+    )
+    exp.report(["mine"])
+    official = json.loads(
+        (tmp_path / "reports" / "GOT-10k" / "mine" / "performance.json").read_text()
+    )["mine"]["overall"]
+    assert ours["ao"] == pytest.approx(official["ao"], abs=1e-6)
+    assert ours["sr50"] == pytest.approx(official["sr"], abs=1e-6)
+    assert (out / "success.png").is_file() and (out / "precision.png").is_file()
+    info = json.loads((out / "mine" / "info.json").read_text())
+    assert "cover==0" in info["rules"]
+
+
+def test_resume_skips_finished_and_shards_partition(tmp_path: Path, val_set: Path) -> None:
+    seqs = read_got10k(val_set)
+    parts = [shard_sequences(seqs, (i, 2)) for i in range(2)]
+    names = [s.name for p in parts for s in p]
+    assert sorted(names) == sorted(s.name for s in seqs) and len(set(names)) == len(names)
+    t = tracker()
+    done0 = run_benchmark(t, "m", seqs, tmp_path, "otb", shard=(0, 2), progress=False)
+    done1 = run_benchmark(t, "m", seqs, tmp_path, "otb", shard=(1, 2), progress=False)
+    assert sorted(done0 + done1) == sorted(s.name for s in seqs)
+    assert run_benchmark(t, "m", seqs, tmp_path, "otb", progress=False) == []
+    result_paths(tmp_path, "m", seqs[1].name, "otb")[0].unlink()
+    assert run_benchmark(t, "m", seqs, tmp_path, "otb", progress=False) == [seqs[1].name]
+
+
+def test_corrupt_frame_names_the_file_and_keeps_finished_results(
+    tmp_path: Path, val_set: Path
+) -> None:
+    seqs = read_got10k(val_set)
+    bad = seqs[1].frames[3]
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match=bad.name):
+        run_benchmark(tracker(), "m", seqs, tmp_path, "got10k", progress=False)
+    first = result_paths(tmp_path, "m", seqs[0].name, "got10k")[0]
+    assert len(np.loadtxt(first, delimiter=",")) == 5
+    assert not result_paths(tmp_path, "m", seqs[1].name, "got10k")[0].exists()
+
+
+def test_eval_command_with_baseline_and_report(
+    tmp_path: Path, val_set: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert (
+        main(
+            [
+                "eval",
+                "--tracker",
+                "kcf",
+                "--dataset",
+                "got10k",
+                "--root",
+                str(val_set.parent),
+                "--split",
+                "val",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "kcf" in printed and "AO" in printed
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["kcf"]["overall"]["fps"] > 0
+
+
+def write_video(path: Path, frames: list[np.ndarray]) -> None:
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[..., ::-1]))
+    writer.release()
+
+
+@pytest.mark.parametrize("kind", ["video", "folder"])
+def test_track_command(tmp_path: Path, kind: str) -> None:
+    seq = render_sequence(5, 0, 6, size=(160, 120))
+    if kind == "video":
+        source = tmp_path / "in.mp4"
+        write_video(source, seq.frames)
+    else:
+        from PIL import Image
+
+        source = tmp_path / "frames"
+        source.mkdir()
+        for i, f in enumerate(seq.frames):
+            Image.fromarray(f).save(source / f"{i:05d}.png")
+    box = ",".join(str(v) for v in seq.boxes[0])
+    out, boxes = tmp_path / "out.mp4", tmp_path / "boxes.txt"
+    assert main(["track", str(source), "--box", box, "--out", str(out), "--boxes", str(boxes)]) == 0
+    assert out.stat().st_size > 1000
+    result = np.loadtxt(boxes, delimiter=",")
+    assert result.shape == (6, 4)
+    np.testing.assert_allclose(result[0], seq.boxes[0], atol=0.01)
+
+
+def test_track_needs_a_box(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(folder / "1.png")
+    assert main(["track", str(folder)]) == 2
+
+
+def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["demo", "--out", str(tmp_path), "--sequences", "1", "--frames", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "AO" in printed and "demo.mp4" in printed
+    assert (tmp_path / "demo.mp4").stat().st_size > 1000
+    assert (tmp_path / "results" / "success.png").is_file()
+    assert (tmp_path / "results" / "report.json").is_file()
