@@ -77,6 +77,25 @@ def test_resume_continues_exactly(tmp_path: Path, data: list[str]) -> None:
     torch.testing.assert_close(on_disk["roi_head.cls.weight"], a["roi_head.cls.weight"])
 
 
+def test_periodic_validation_keeps_the_best(tmp_path: Path, data: list[str]) -> None:
+    from siamtfa.tracking import Tracker
+
+    cfg = tiny_config(4, val_every=2)
+    train(cfg, data, tmp_path, progress=False, val=data[0])
+    rows = [line.split(",") for line in (tmp_path / "val.csv").read_text().splitlines()]
+    assert [int(r[0]) for r in rows] == [2, 4]
+    aos = [float(r[1]) for r in rows]
+    assert all(0.0 <= a <= 1.0 for a in aos)
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["best_ao"] == pytest.approx(max(aos), abs=1e-6)  # val.csv keeps 6 decimals
+    assert best["iteration"] == 2 * (1 + aos.index(max(aos)))
+    boxes, _ = Tracker(tmp_path / "best.pt", "online", "cpu").track(
+        [f for f in (Path(data[0].split("=", 1)[1]) / "SYN-9-000000").glob("*.jpg")][:3],
+        [10, 10, 20, 20],
+    )
+    assert boxes.shape == (3, 4)
+
+
 def test_truncated_checkpoint_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")

@@ -225,7 +225,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.train.iterations = args.iterations
         if args.backbone_weights:
             cfg.model.backbone.weights = args.backbone_weights
-        result = train(cfg, args.data, args.out, device=args.device, stop_after=args.stop_after)
+        result = train(
+            cfg, args.data, args.out, device=args.device, stop_after=args.stop_after, val=args.val
+        )
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
     print(f"iteration {result.iteration}: {losses}\ncheckpoint: {result.checkpoint}")
     return 0
@@ -307,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="override train.iterations")
     p.add_argument("--stop-after", type=int, help="checkpoint and stop at this iteration")
     p.add_argument("--backbone-weights", help="local torchvision ImageNet ResNet checkpoint")
+    p.add_argument(
+        "--val",
+        metavar="KIND=PATH",
+        help="sequences tracked every train.val_every iterations; best AO -> best.pt",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=cmd_train)
 

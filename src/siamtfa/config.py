@@ -122,6 +122,7 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     num_workers: int = 2
+    val_every: int = 0  # iterations between validations (AO on --val sequences); 0: off
 
 
 @dataclass

@@ -26,7 +26,7 @@ from torch import nn
 from siamtfa import config as config_mod
 from siamtfa.config import Config, TrainConfig
 from siamtfa.data.datasets import read_dataset
-from siamtfa.data.sampling import ClipDataset, Source, collate_clips
+from siamtfa.data.sampling import ClipDataset, Source, collate_clips, frame_size
 from siamtfa.model import LOSS_KEYS, build_model
 from siamtfa.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -113,6 +113,21 @@ def _distributed() -> tuple[int, int, int]:
     return rank, local, world
 
 
+def validate(model: nn.Module, cfg: Config, sequences: list, device: torch.device) -> float:
+    """GOT-10k AO of the online tracker on ``sequences`` (the model is left in eval mode)."""
+    from siamtfa.evaluation.metrics import got10k_metrics
+    from siamtfa.tracking import Tracker
+
+    tracker = Tracker(model, "online", device, cfg.input)
+    preds, gts, covers, res = {}, {}, {}, {}
+    for seq in sequences:
+        preds[seq.name] = tracker.track(seq.frames, seq.boxes[0])[0]
+        gts[seq.name] = seq.boxes
+        covers[seq.name] = seq.cover if seq.cover is not None else seq.visible.astype(int) * 8
+        res[seq.name] = frame_size(seq)
+    return got10k_metrics(preds, gts, covers, res).ao
+
+
 def train(
     cfg: Config,
     data: list[str],
@@ -121,11 +136,14 @@ def train(
     device: str | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    val: str | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on ``data`` specs (``kind=path[:weight]``), writing to ``out``.
 
     ``resume`` continues the run in ``out`` (its saved config and data); ``stop_after`` ends
     the run, checkpointed, at that iteration of the schedule (for time-limited sessions).
+    ``val`` (``kind=path``) is tracked every ``train.val_every`` iterations; its AO goes to
+    ``val.csv`` and the best model to ``best.pt``.
     """
     out = Path(out)
     rank, local_rank, world = _distributed()
@@ -143,12 +161,12 @@ def train(
         state = load_checkpoint(out / LAST)
         run = json.loads((out / "run.json").read_text())
         cfg = config_mod.from_dict(run["config"])
-        data = run["data"]
+        data, val = run["data"], run.get("val")
         tc = cfg.train
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(
-            json.dumps({"config": config_mod.to_dict(cfg), "data": data}, indent=1)
+            json.dumps({"config": config_mod.to_dict(cfg), "data": data, "val": val}, indent=1)
         )
         config_mod.save(cfg, out / "config.yaml")
 
@@ -195,6 +213,12 @@ def train(
         generator=torch.Generator().manual_seed(tc.seed),
     )
 
+    val_seqs = []
+    if val and tc.val_every:
+        kind, path, _ = parse_data_spec(val)
+        val_seqs = read_dataset("got10k" if kind == "synthetic" else kind, path)
+    best_ao = float(state.get("best_ao", -1.0)) if state is not None else -1.0
+
     writer = csv_file = tb = None
     if rank == 0:
         new_log = not (out / "log.csv").exists() or start == 0
@@ -225,6 +249,7 @@ def train(
                     "iteration": iteration,
                     "rng": rng,
                     "config": config_mod.to_dict(cfg),
+                    "best_ao": best_ao,
                 },
                 path,
             )
@@ -288,6 +313,28 @@ def train(
                 flag = torch.tensor([int(stop_now)])
                 dist.all_reduce(flag)
                 stop_now = bool(flag.item())
+            if val_seqs and it % tc.val_every == 0:
+                if rank == 0:
+                    ao = validate(model, cfg, val_seqs, dev)
+                    with open(out / "val.csv", "a") as f:
+                        f.write(f"{it},{ao:.6f}\n")
+                    if tb is not None:
+                        tb.add_scalar("val/ao", ao, it)
+                    if ao > best_ao:  # for inference: model and config only
+                        best_ao = ao
+                        save_checkpoint(
+                            {
+                                "model": model.state_dict(),
+                                "config": config_mod.to_dict(cfg),
+                                "iteration": it,
+                                "best_ao": ao,
+                            },
+                            out / "best.pt",
+                        )
+                    bar.write(f"iteration {it}: validation AO {ao:.4f} (best {best_ao:.4f})")
+                    wrapped.train()
+                if world > 1:
+                    dist.barrier()
             if it % tc.checkpoint_every == 0 or it in (tc.iterations, stop_after) or stop_now:
                 path = checkpoint(it)
             if stop_now:
