@@ -1,0 +1,89 @@
+"""Accuracy of siamtfa (online and clip), CSRT and KCF on (a) a held-out synthetic benchmark
+(seed 9000: never used for training) and (b) every real test sequence in ../shared/data.
+
+One ``siamtfa eval`` run per tracker and benchmark (results resume if interrupted); prints one
+table (AO, SR0.5, SR0.75, AUC, precision@20, FPS) and leaves success/precision plots in
+``OUT/<benchmark>/``.
+
+    python benchmarks/accuracy.py --checkpoint runs/x/last.pt [--out results/accuracy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from siamtfa.cli import main as siamtfa
+
+HELD_OUT_SEED = 9000  # training data uses other seeds (e.g. 1000)
+REAL_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "test"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="default: the shipped default checkpoint")
+    parser.add_argument("--out", default="results/accuracy")
+    parser.add_argument("--sequences", type=int, default=10)
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--real", default=str(REAL_TEST), help="folder of real test sequences")
+    parser.add_argument(
+        "--trackers", nargs="+", default=["siamtfa-online", "siamtfa-clip", "csrt", "kcf"]
+    )
+    args = parser.parse_args()
+    out = Path(args.out)
+    synthetic = out / "data" / f"synthetic_{HELD_OUT_SEED}"
+    siamtfa(
+        [
+            "make-synthetic",
+            "--out",
+            str(synthetic),
+            "--sequences",
+            str(args.sequences),
+            "--frames",
+            str(args.frames),
+            "--seed",
+            str(HELD_OUT_SEED),
+        ]
+    )
+    benchmarks = [("synthetic", "synthetic", synthetic)]
+    if Path(args.real).is_dir():
+        benchmarks.append(("real", "folder", Path(args.real)))
+    rows = []
+    for bench, kind, root in benchmarks:
+        for name in args.trackers:
+            tracker, _, mode = name.partition("-")
+            cmd = [
+                "eval",
+                "--tracker",
+                tracker,
+                "--dataset",
+                kind,
+                "--root",
+                str(root),
+                "--out",
+                str(out / bench),
+            ]
+            if tracker == "siamtfa":
+                cmd += ["--mode", mode] + (
+                    ["--checkpoint", args.checkpoint] if args.checkpoint else []
+                )
+            if siamtfa(cmd) != 0:
+                raise SystemExit(f"siamtfa {' '.join(cmd)} failed")
+        report = json.loads((out / bench / "report.json").read_text())
+        for name, r in report.items():
+            rows.append((bench, name, r["overall"]))
+    print(
+        f"\n{'benchmark':<10} {'tracker':<16} {'AO':>6} {'SR0.5':>6} {'SR0.75':>6} "
+        f"{'AUC':>6} {'Prec20':>6} {'FPS':>6}"
+    )
+    for bench, name, o in rows:
+        print(
+            f"{bench:<10} {name:<16} {o['ao']:6.3f} {o['sr50']:6.3f} {o['sr75']:6.3f} "
+            f"{o['auc']:6.3f} {o['precision20']:6.3f} {o['fps']:6.1f}"
+        )
+    print(f"plots: {out}/<benchmark>/success.png, precision.png")
+
+
+if __name__ == "__main__":
+    main()
