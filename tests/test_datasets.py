@@ -10,11 +10,14 @@ from PIL import Image
 
 from siamtfa.data.datasets import (
     DatasetError,
+    VideoFrame,
     read_folder,
+    read_frame,
     read_got10k,
     read_lasot,
     read_otb,
     read_uav,
+    read_video,
 )
 
 
@@ -128,3 +131,25 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "gone" / "absence.label").write_text("0\n")
     with pytest.raises(DatasetError, match=r"absence\.label: 1 labels for 2 frames"):
         read_got10k(tmp_path)
+
+
+def test_video_file_with_box_file(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for i in range(5):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[:, : 10 * (i + 1)] = 200  # a bright band that grows frame by frame
+        writer.write(frame)
+    writer.release()
+    (tmp_path / "clip.txt").write_text("1,2,3,4\n" * 5)
+    (seq,) = read_video(video)
+    assert seq.name == "clip" and len(seq) == 5
+    third = read_frame(seq.frames[2])
+    assert third.shape == (48, 64, 3)
+    assert third[:, :25].mean() > 150 and third[:, 35:].mean() < 50  # frame 3: band 30 px
+    (tmp_path / "clip.txt").write_text("1,2,3,4\n" * 4)
+    with pytest.raises(DatasetError, match=r"clip\.txt: 4 boxes for 5 frames"):
+        read_video(video)
+    with pytest.raises(DatasetError, match="frame 9"):
+        read_frame(VideoFrame(video, 8))

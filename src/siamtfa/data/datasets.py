@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,42 @@ class DatasetError(ValueError):
     """A dataset file is missing or malformed; the message names the file (and line)."""
 
 
+@dataclass(frozen=True)
+class VideoFrame:
+    """Frame ``index`` (0-based) of a video file, decoded only when read."""
+
+    video: Path
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.video} (frame {self.index + 1})"
+
+
+def read_frame(frame: Path | VideoFrame | str) -> np.ndarray:
+    """RGB uint8 ``[H, W, 3]`` of an image file or a video frame; errors name the frame."""
+    if isinstance(frame, VideoFrame):
+        import cv2
+
+        cap = cv2.VideoCapture(str(frame.video))
+        try:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, frame.index)
+            ok, bgr = cap.read()
+        finally:
+            cap.release()
+        if not ok:
+            raise DatasetError(f"{frame}: cannot decode frame")
+        return np.ascontiguousarray(bgr[..., ::-1])
+    try:
+        with Image.open(frame) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as err:
+        raise DatasetError(f"{frame}: cannot read frame ({err})") from None
+
+
 @dataclass
 class Sequence:
     name: str
-    frames: list[Path]
+    frames: list[Path | VideoFrame]
     boxes: np.ndarray  # [N, 4] x, y, w, h (0-based); NaN rows where unknown
     visible: np.ndarray  # [N] bool
     cover: np.ndarray | None = None  # GOT-10k 0..8 per frame
@@ -263,6 +296,26 @@ def read_folder(path: str | Path, one_based: bool = False) -> list[Sequence]:
     return [s for n in names for s in read_folder(path / n, one_based)]
 
 
+def read_video(video: str | Path, box_file: str | Path | None = None) -> list[Sequence]:
+    """A video file with a box file (``x,y,w,h`` per frame, 0-based; default
+    ``<video>.txt``). Frames are decoded lazily, one at a time."""
+    import cv2
+
+    video = Path(video)
+    if not video.is_file():
+        raise DatasetError(f"{video}: video not found")
+    gt = Path(box_file) if box_file else video.with_suffix(".txt")
+    boxes = parse_boxes(gt, allow_nan=True)
+    cap = cv2.VideoCapture(str(video))
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    cap.release()
+    if count <= 0:
+        raise DatasetError(f"{video}: cannot open video or count its frames")
+    frames = [VideoFrame(video, i) for i in range(count)]
+    _check_count(frames, boxes, gt)
+    return [Sequence(video.stem, frames, boxes, ~np.isnan(boxes).any(axis=1))]
+
+
 READERS = {
     "got10k": read_got10k,
     "lasot": read_lasot,
@@ -270,6 +323,7 @@ READERS = {
     "uav123": lambda root: read_uav(root, "UAV123"),
     "uav20l": lambda root: read_uav(root, "UAV20L"),
     "folder": read_folder,
+    "video": read_video,
 }
 
 

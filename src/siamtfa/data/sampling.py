@@ -16,7 +16,7 @@ from torch import Tensor
 
 from siamtfa.config import DataConfig, InputConfig
 from siamtfa.data import transforms as T
-from siamtfa.data.datasets import DatasetError, Sequence
+from siamtfa.data.datasets import DatasetError, Sequence, VideoFrame, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ def frame_size(seq: Sequence) -> tuple[int, int]:
     res = seq.meta.get("resolution")
     if res:
         w, h = (int(v) for v in res.strip("() ").split(","))
+        return w, h
+    if isinstance(seq.frames[0], VideoFrame):
+        h, w = read_frame(seq.frames[0]).shape[:2]
         return w, h
     try:
         with Image.open(seq.frames[0]) as im:
@@ -76,14 +79,6 @@ def clip_starts(valid: np.ndarray, visible: np.ndarray, clip_len: int) -> np.nda
     s = np.arange(n - clip_len + 1)
     ok = (usable[s + clip_len] - usable[s] == clip_len) & (good[s + clip_len] - good[s] > 0)
     return s[ok]
-
-
-def load_rgb(path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read frame ({err})") from None
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -140,7 +135,7 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, index])
         seq, t_idx, clip = self.choose(rng)
-        images = [load_rgb(seq.frames[i]) for i in [t_idx, *clip]]
+        images = [read_frame(seq.frames[i]) for i in [t_idx, *clip]]
         h, w = images[0].shape[:2]
         scale = T.fit_scale(w, h, self.inputs)
         flip = False

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamtfa.data.sampling import load_rgb
+from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.data.transforms import to_rgb_array
 
 KINDS = ("csrt", "kcf")
@@ -36,8 +36,8 @@ class OpenCVTracker:
         self.box = np.zeros(4)
 
     def _bgr(self, image) -> np.ndarray:
-        if isinstance(image, (str, Path)):
-            image = load_rgb(image)  # a corrupt file raises an error naming it
+        if isinstance(image, (str, Path, VideoFrame)):
+            image = read_frame(image)  # a corrupt file raises an error naming it
         return np.ascontiguousarray(to_rgb_array(image)[..., ::-1])
 
     def init(self, image, box) -> None:

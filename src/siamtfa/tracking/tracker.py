@@ -26,7 +26,7 @@ from torch import Tensor
 from siamtfa import config as config_mod
 from siamtfa.config import Config, InputConfig
 from siamtfa.data import transforms as T
-from siamtfa.data.sampling import load_rgb
+from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.model import SiamTFA, build_model
 from siamtfa.training.checkpoint import load_checkpoint
 
@@ -106,8 +106,8 @@ class Tracker:
     # ---------------------------------------------------------------- preprocessing
     def _prepare(self, image) -> tuple[Tensor, float, tuple[int, int]]:
         """Normalised, resized, padded ``[1, 3, H', W']``, the scale, and ``(W, H)``."""
-        if isinstance(image, (str, Path)):
-            image = load_rgb(image)  # a corrupt file raises an error naming it
+        if isinstance(image, (str, Path, VideoFrame)):
+            image = read_frame(image)  # a corrupt file raises an error naming it
         rgb = T.to_rgb_array(image)
         h, w = rgb.shape[:2]
         scale = T.fit_scale(w, h, self.input_cfg)
