@@ -32,10 +32,11 @@ def _sample_and_pool(
         g = grid[idx].reshape(1, -1, px, 2)  # this image's RoIs stacked along the grid height
         s = F.grid_sample(
             input[b : b + 1], g, mode="bilinear", padding_mode="border", align_corners=True
-        ).view(c, len(idx), py, px)
-        s = s * valid[idx].to(s.dtype)
-        s = s.view(c, len(idx), out_h, py // out_h, out_w, px // out_w).mean(dim=(3, 5))
-        parts.append(s.permute(1, 0, 2, 3))
+        )  # [1, C, k * py, px]: each RoI's rows stacked
+        s = s * valid[idx].reshape(1, 1, -1, px).to(s.dtype)
+        # bins never straddle two RoIs: py is a multiple of the bin height
+        s = F.avg_pool2d(s, (py // out_h, px // out_w))  # [1, C, k * out_h, out_w]
+        parts.append(s.view(c, len(idx), out_h, out_w).permute(1, 0, 2, 3))
         groups.append(idx)
     return _ungroup(parts, groups)
 

@@ -85,15 +85,23 @@ class Tracker:
         input_cfg: InputConfig | None = None,
         clip_len: int | None = None,
         name: str | None = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(model, (str, Path)):
             model, cfg = load_model(model, self.device)
             input_cfg = cfg.input if input_cfg is None or input_cfg == InputConfig() else input_cfg
             clip_len = clip_len or cfg.train.clip_len
         self.model = model.to(self.device).eval()
+        self.bf16 = precision == "bf16"  # autocast: convolutions and FCs in bfloat16
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.input_cfg = input_cfg or InputConfig()
         self.clip_len = clip_len or 3
         self.mode = mode
@@ -115,7 +123,11 @@ class Tracker:
             T.normalize(T.resize(rgb, scale), self.input_cfg), self.input_cfg.size_divisor
         )
         dtype = next(self.model.parameters()).dtype
-        return t[None].to(self.device, dtype), scale, (w, h)
+        t = t[None].to(self.device, dtype).contiguous(memory_format=self.memory_format)
+        return t, scale, (w, h)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _to_image_box(self, box_xyxy: Tensor, scale: float, size: tuple[int, int]) -> np.ndarray:
         x1, y1, x2, y2 = (box_xyxy.float().cpu().numpy() / scale).tolist()
@@ -133,10 +145,11 @@ class Tracker:
         x1, y1 = max(box[0], 0.0), max(box[1], 0.0)
         x2, y2 = min(box[0] + box[2], w), min(box[1] + box[3], h)
         xyxy = torch.tensor([[x1, y1, x2, y2]], device=self.device, dtype=frame.dtype) * scale
-        self.template = self.model.template_features(frame, xyxy)
-        self.stream, self.stream_size = {}, frame.shape[-2:]
-        if self.mode == "online":  # frame 0 fills the shift cache: frame 1's past
-            self.model.backbone(frame, 1, self.stream)
+        with self._autocast():
+            self.template = self.model.template_features(frame, xyxy)
+            self.stream, self.stream_size = {}, frame.shape[-2:]
+            if self.mode == "online":  # frame 0 fills the shift cache: frame 1's past
+                self.model.backbone(frame, 1, self.stream)
         self.box = box
 
     @torch.inference_mode()
@@ -149,7 +162,8 @@ class Tracker:
         frame, scale, size = self._prepare(image)
         if frame.shape[-2:] != self.stream_size:
             self.stream, self.stream_size = {}, frame.shape[-2:]  # size changed: no valid past
-        det = self.model.forward_search(self.template, frame, 1, stream=self.stream)[0]
+        with self._autocast():
+            det = self.model.forward_search(self.template, frame, 1, stream=self.stream)[0]
         if len(det["boxes"]):
             self.box = self._to_image_box(det["box"], scale, size)
         return self.box.copy()
@@ -183,7 +197,8 @@ class Tracker:
         if any(p[2] != size for p in prepared):
             raise ValueError("clip mode needs frames of one size within a clip")
         frames = torch.cat([p[0] for p in prepared])
-        dets = self.model.forward_search(self.template, frames, len(images))
+        with self._autocast():
+            dets = self.model.forward_search(self.template, frames, len(images))
         out = []
         for det, (_, scale, sz) in zip(dets, prepared):
             if len(det["boxes"]):
