@@ -140,3 +140,30 @@ def test_sampler_boxes_follow_flip_and_scale(synthetic_dir: Path) -> None:
         torch.minimum(expected, torch.tensor([640.0, 480, 640, 480])), torch.zeros(4)
     )
     torch.testing.assert_close(sample["search_boxes"][0], expected, atol=1e-3, rtol=0)
+
+
+def test_real_texture_bank(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from siamtfa.data.datasets import read_folder
+    from siamtfa.data.synthetic import TextureBank
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "real" / "seq"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(
+            folder / f"{i:08d}.png"
+        )
+    (folder / "groundtruth.txt").write_text("30,20,40,30\n" * 3)
+    bank = TextureBank(read_folder(tmp_path / "real"))
+    real = [render_sequence(3, i, 8, textures=bank) for i in range(6)]
+    plain = [render_sequence(3, i, 8) for i in range(6)]
+    assert any(not np.array_equal(a.frames[0], b.frames[0]) for a, b in zip(real, plain))
+    again = render_sequence(3, 2, 8, textures=bank)
+    assert np.array_equal(again.frames[5], real[2].frames[5])
+    for seq in real:  # the boxes still match the drawn target exactly
+        for t in np.flatnonzero((seq.cover == 8) & (seq.cut_by_image == 0)):
+            ys, xs = np.nonzero(seq.visible_masks[t])
+            x, y, w, h = seq.boxes[t]
+            assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x, y, x + w, y + h)

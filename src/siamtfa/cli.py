@@ -199,7 +199,12 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
     from siamtfa.data.synthetic import make_synthetic
 
     names = make_synthetic(
-        args.out, args.sequences, args.frames, args.seed, (args.width, args.height)
+        args.out,
+        args.sequences,
+        args.frames,
+        args.seed,
+        (args.width, args.height),
+        textures=args.textures,
     )
     print(f"{len(names)} sequences of {args.frames} frames in {args.out} (GOT-10k layout)")
     return 0
@@ -293,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
+    p.add_argument(
+        "--textures",
+        help="folder of TRAINING sequences whose frames and boxes "
+        "give real backgrounds and targets (never a test set)",
+    )
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser("train", help="train (torchrun for several processes)")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from siamtfa.data.datasets import read_folder, read_frame
 from siamtfa.data.io import atomic_write_text
 
 
@@ -132,13 +133,67 @@ def _paste(frame: np.ndarray, layer: np.ndarray | None, rendered) -> None:
         layer[y0 : y0 + h, x0 : x0 + w] |= mask
 
 
+class TextureBank:
+    """Real-image material for synthetic videos: background crops of whole frames and object
+    crops from ground-truth boxes. Build it from *training* sequences only."""
+
+    def __init__(self, sequences: list) -> None:
+        self.sequences = [s for s in sequences if len(s.frames)]
+        if not self.sequences:
+            raise ValueError("texture bank needs at least one sequence")
+
+    def _frame(self, rng: np.random.Generator):
+        seq = self.sequences[int(rng.integers(len(self.sequences)))]
+        t = int(rng.integers(len(seq.frames)))
+        return seq, t, read_frame(seq.frames[t]).astype(np.float32) / 255.0
+
+    def background(self, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        _, _, img = self._frame(rng)
+        ih, iw = img.shape[:2]
+        ch = int(ih * rng.uniform(0.5, 1.0))
+        cw = min(iw, int(ch * w / h))
+        y0, x0 = int(rng.integers(ih - ch + 1)), int(rng.integers(iw - cw + 1))
+        crop = img[y0 : y0 + ch, x0 : x0 + cw]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return _resize01(crop, w, h)
+
+    def object(self, rng: np.random.Generator) -> np.ndarray | None:
+        """A 64x64 crop of a real target (its ground-truth box), or None if none is usable."""
+        for _ in range(5):
+            seq, t, img = self._frame(rng)
+            x, y, bw, bh = seq.boxes[t]
+            if not np.isfinite(seq.boxes[t]).all() or min(bw, bh) < 8:
+                continue
+            x0, y0 = max(int(x), 0), max(int(y), 0)
+            crop = img[y0 : int(y + bh), x0 : int(x + bw)]
+            if min(crop.shape[:2]) >= 8:
+                return _resize01(crop, 64, 64)
+        return None
+
+
+def _resize01(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    pil = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+    return np.asarray(pil.resize((w, h), Image.BILINEAR), np.float32) / 255.0
+
+
 def render_sequence(
-    seed: int, index: int, num_frames: int = 100, size: tuple[int, int] = (320, 240)
+    seed: int,
+    index: int,
+    num_frames: int = 100,
+    size: tuple[int, int] = (320, 240),
+    textures: TextureBank | None = None,
 ) -> SyntheticSequence:
-    """Sequence ``index`` of the synthetic set ``seed``: fully determined by the pair."""
+    """Sequence ``index`` of the synthetic set ``seed``: fully determined by the pair (and the
+    texture bank, whose real crops replace some procedural backgrounds and targets)."""
     rng = _rng(seed, index)
     fw, fh = size
-    background = _noise_texture(rng, fh, fw, 5)
+    use_real_background = textures is not None and rng.random() < 0.75
+    use_real_target = textures is not None and rng.random() < 0.6
+    if use_real_background:
+        background = textures.background(rng, fh, fw)
+    else:
+        background = _noise_texture(rng, fh, fw, 5)
     clutter = background.copy()
     for _ in range(int(rng.integers(6, 14))):  # static background clutter
         cw, ch = rng.integers(8, fw // 4), rng.integers(8, fh // 4)
@@ -149,8 +204,11 @@ def render_sequence(
 
     side = float(np.sqrt(fw * fh) * rng.uniform(0.12, 0.3))
     aspect0 = float(np.exp(rng.uniform(-0.6, 0.6)))
-    target_tex = _pattern_texture(rng, 64, 64)
-    target = _Sprite(target_tex, bool(rng.integers(2)))
+    target_tex = textures.object(rng) if use_real_target else None
+    ellipse = bool(rng.integers(2)) and target_tex is None
+    if target_tex is None:
+        target_tex = _pattern_texture(rng, 64, 64)
+    target = _Sprite(target_tex, ellipse)
     n = num_frames
     cx = fw / 2 + rng.uniform(-0.25, 0.25) * fw + _smooth_walk(rng, n, fw * 0.02)
     cy = fh / 2 + rng.uniform(-0.25, 0.25) * fh + _smooth_walk(rng, n, fh * 0.02)
@@ -247,6 +305,7 @@ def make_synthetic(
     seed: int,
     size: tuple[int, int] = (320, 240),
     progress: bool = True,
+    textures: str | Path | None = None,
 ) -> list[str]:
     """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder).
 
@@ -258,10 +317,11 @@ def make_synthetic(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [f"SYN-{seed}-{i:06d}" for i in range(sequences)]
+    bank = TextureBank(read_folder(textures)) if textures else None
     for i in tqdm(range(sequences), desc="synthetic sequences", disable=not progress):
         folder = out / names[i]
         if (folder / "meta_info.ini").is_file():
             continue
-        write_got10k(render_sequence(seed, i, frames, size), folder)
+        write_got10k(render_sequence(seed, i, frames, size, bank), folder)
     atomic_write_text(out / "list.txt", "\n".join(names) + "\n")
     return names
