@@ -42,7 +42,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_tracker(kind: str, checkpoint: str | None, mode: str, device: str | None):
+def _make_tracker(
+    kind: str,
+    checkpoint: str | None,
+    mode: str,
+    device: str | None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+):
     """(tracker, results-folder name, info) for ``siamtfa``, ``csrt`` or ``kcf``."""
     from siamtfa.tracking import OpenCVTracker, Tracker
     from siamtfa.tracking.tracker import default_tracker_source
@@ -61,7 +68,9 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, device: str | No
                 "pass --checkpoint to use your own.",
                 file=sys.stderr,
             )
-    tracker = Tracker(source, mode, device, input_cfg)
+    tracker = Tracker(
+        source, mode, device, input_cfg, precision=precision, channels_last=channels_last
+    )
     info = {
         "tracker": "siamtfa",
         "mode": mode,
@@ -69,6 +78,8 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, device: str | No
         "clip_len": tracker.clip_len if mode == "clip" else 1,
         "causal": mode == "online",
         "device": str(tracker.device),
+        "precision": precision,
+        "channels_last": channels_last,
     }
     return tracker, f"siamtfa-{mode}", info
 
@@ -88,7 +99,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     sequences, layout = _read_sequences(args.dataset, args.root, args.split)
     i, n = (int(v) for v in args.shard.split("/"))
-    tracker, name, info = _make_tracker(args.tracker, args.checkpoint, args.mode, args.device)
+    tracker, name, info = _make_tracker(
+        args.tracker, args.checkpoint, args.mode, args.device, args.precision, args.channels_last
+    )
     name = args.name or name
     run_benchmark(tracker, name, sequences, args.out, layout, (i, n), info)
     if args.split == "test":
@@ -127,7 +140,9 @@ def cmd_track(args: argparse.Namespace) -> int:
         box = np.array([float(v) for v in args.box.split(",")])
     else:
         raise ValueError("give the target with --box x,y,w,h or --select")
-    tracker, _, _ = _make_tracker("siamtfa", args.checkpoint, args.mode, args.device)
+    tracker, _, _ = _make_tracker(
+        "siamtfa", args.checkpoint, args.mode, args.device, args.precision, args.channels_last
+    )
     if args.mode != "online":
         raise ValueError("track processes a stream: use --mode online")
     video = AnnotatedVideo(args.out, fps) if args.out else None
@@ -167,7 +182,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     make_synthetic(out / "sequences", args.sequences, args.frames, seed=args.seed, progress=False)
     sequences = read_got10k(out / "sequences")
-    tracker, name, info = _make_tracker("siamtfa", args.checkpoint, "online", args.device)
+    tracker, name, info = _make_tracker(
+        "siamtfa", args.checkpoint, "online", args.device, args.precision, args.channels_last
+    )
     run_benchmark(tracker, name, sequences, out / "results", "got10k", info=info)
     results = report(out / "results", sequences, "got10k", title="synthetic demo")
     seq = sequences[0]
@@ -245,6 +262,16 @@ def cmd_plot_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="bf16: autocast convolutions and FCs (faster on recent CPUs and GPUs)",
+    )
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siamtfa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=777000, help="never used for training")
     p.add_argument("--checkpoint")
     p.add_argument("--device")
+    _speed_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="run a tracker on a benchmark and report")
@@ -278,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", help="i/n: this machine's share of sequences")
     p.add_argument("--name", help="results subfolder (default: tracker and mode)")
     p.add_argument("--device")
+    _speed_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("track", help="track an object in a video, frame folder or webcam")
@@ -289,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="annotated MP4")
     p.add_argument("--boxes", help="text file of x,y,w,h per frame")
     p.add_argument("--device")
+    _speed_options(p)
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("make-synthetic", help="write synthetic sequences (GOT-10k layout)")
