@@ -34,11 +34,11 @@ MODES = ("online", "clip")
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_lite.pt"
 
 
-def default_tracker_source() -> tuple[SiamTFA | Path, InputConfig, bool]:
-    """The shipped default checkpoint, or (until one ships) an untrained ``lite`` model at
-    320x240 input. The flag says whether the weights are trained."""
+def default_tracker_source() -> tuple[SiamTFA | Path, InputConfig | None, bool]:
+    """The shipped default checkpoint (with its own input size), or (until one ships) an
+    untrained ``lite`` model at 320x240 input. The flag says whether the weights are trained."""
     if DEFAULT_CHECKPOINT.is_file():
-        return DEFAULT_CHECKPOINT, InputConfig(), True
+        return DEFAULT_CHECKPOINT, None, True
     cfg = config_mod.preset("lite")
     torch.manual_seed(0)
     return build_model(cfg).eval(), InputConfig(max_size=320, min_size=240), False
@@ -59,7 +59,8 @@ def load_model(
     return model.to(device).eval(), cfg
 
 
-def _check_box(box, width: int, height: int) -> np.ndarray:
+def _check_box(box, width: int, height: int) -> tuple[np.ndarray, list[float]]:
+    """The box as an array, and its part inside the image as ``x1, y1, x2, y2``."""
     box = np.asarray(box, np.float64).reshape(-1)
     if box.shape != (4,) or not np.isfinite(box).all():
         raise ValueError(f"initial box must be 4 finite numbers x, y, w, h; got {box.tolist()}")
@@ -69,7 +70,7 @@ def _check_box(box, width: int, height: int) -> np.ndarray:
     x2, y2 = min(box[0] + box[2], width), min(box[1] + box[3], height)
     if x2 - x1 < 1 or y2 - y1 < 1:
         raise ValueError(f"initial box {box.tolist()} lies outside the {width}x{height} image")
-    return box
+    return box, [x1, y1, x2, y2]
 
 
 class Tracker:
@@ -95,7 +96,7 @@ class Tracker:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(model, (str, Path)):
             model, cfg = load_model(model, self.device)
-            input_cfg = cfg.input if input_cfg is None or input_cfg == InputConfig() else input_cfg
+            input_cfg = input_cfg or cfg.input
             clip_len = clip_len or cfg.train.clip_len
         self.model = model.to(self.device).eval()
         self.bf16 = precision == "bf16"  # autocast: convolutions and FCs in bfloat16
@@ -141,10 +142,8 @@ class Tracker:
     def init(self, image, box) -> None:
         """Cache the template feature of ``box`` (x, y, w, h) in ``image``; reset the stream."""
         frame, scale, (w, h) = self._prepare(image)
-        box = _check_box(box, w, h)
-        x1, y1 = max(box[0], 0.0), max(box[1], 0.0)
-        x2, y2 = min(box[0] + box[2], w), min(box[1] + box[3], h)
-        xyxy = torch.tensor([[x1, y1, x2, y2]], device=self.device, dtype=frame.dtype) * scale
+        box, inside = _check_box(box, w, h)
+        xyxy = torch.tensor([inside], device=self.device, dtype=frame.dtype) * scale
         with self._autocast():
             self.template = self.model.template_features(frame, xyxy)
             self.stream, self.stream_size = {}, frame.shape[-2:]
