@@ -167,3 +167,10 @@ def test_real_texture_bank(tmp_path: Path) -> None:
             ys, xs = np.nonzero(seq.visible_masks[t])
             x, y, w, h = seq.boxes[t]
             assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x, y, x + w, y + h)
+
+
+def test_temporal_stress_means_more_occlusion() -> None:
+    normal = [render_sequence(7, i, 60) for i in range(6)]
+    stress = [render_sequence(7, i, 60, temporal_stress=True) for i in range(6)]
+    assert sum((s.cover < 8).sum() for s in stress) > 1.3 * sum((s.cover < 8).sum() for s in normal)
+    assert sum(s.absence.sum() for s in stress) > sum(s.absence.sum() for s in normal)

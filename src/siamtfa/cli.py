@@ -222,6 +222,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         args.seed,
         (args.width, args.height),
         textures=args.textures,
+        temporal_stress=args.temporal_stress,
     )
     print(f"{len(names)} sequences of {args.frames} frames in {args.out} (GOT-10k layout)")
     return 0
@@ -332,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--textures",
         help="folder of TRAINING sequences whose frames and boxes "
         "give real backgrounds and targets (never a test set)",
+    )
+    p.add_argument(
+        "--temporal-stress",
+        action="store_true",
+        help="faster motion (more blur) and more full occlusions",
     )
     p.set_defaults(func=cmd_make_synthetic)
 

@@ -183,10 +183,16 @@ def render_sequence(
     num_frames: int = 100,
     size: tuple[int, int] = (320, 240),
     textures: TextureBank | None = None,
+    temporal_stress: bool = False,
 ) -> SyntheticSequence:
     """Sequence ``index`` of the synthetic set ``seed``: fully determined by the pair (and the
-    texture bank, whose real crops replace some procedural backgrounds and targets)."""
+    texture bank, whose real crops replace some procedural backgrounds and targets).
+
+    ``temporal_stress`` makes frames that single-frame trackers find hard: faster motion (so
+    more motion blur) and 2-4 occluders per sequence (more full occlusions)."""
     rng = _rng(seed, index)
+    motion = 1.6 if temporal_stress else 1.0
+    occluder_range = (2, 5) if temporal_stress else (0, 3)
     fw, fh = size
     use_real_background = textures is not None and rng.random() < 0.75
     use_real_target = textures is not None and rng.random() < 0.6
@@ -210,8 +216,8 @@ def render_sequence(
         target_tex = _pattern_texture(rng, 64, 64)
     target = _Sprite(target_tex, ellipse)
     n = num_frames
-    cx = fw / 2 + rng.uniform(-0.25, 0.25) * fw + _smooth_walk(rng, n, fw * 0.02)
-    cy = fh / 2 + rng.uniform(-0.25, 0.25) * fh + _smooth_walk(rng, n, fh * 0.02)
+    cx = fw / 2 + rng.uniform(-0.25, 0.25) * fw + _smooth_walk(rng, n, fw * 0.02 * motion)
+    cy = fh / 2 + rng.uniform(-0.25, 0.25) * fh + _smooth_walk(rng, n, fh * 0.02 * motion)
     log_scale = np.clip(_smooth_walk(rng, n, 0.012), -0.7, 0.7)
     log_aspect = np.clip(_smooth_walk(rng, n, 0.008), -0.4, 0.4)
     tw = side * np.sqrt(aspect0) * np.exp(log_scale + log_aspect / 2)
@@ -232,7 +238,7 @@ def render_sequence(
 
     # occluders: solid textured bars that sweep across the target's path at random times
     occluders = []
-    for _ in range(int(rng.integers(0, 3))):
+    for _ in range(int(rng.integers(*occluder_range))):
         t0 = int(rng.integers(0, max(n - 10, 1)))
         dur = int(rng.integers(8, 30))
         ow, oh = side * rng.uniform(1.0, 2.2), side * rng.uniform(1.0, 2.2)
@@ -306,6 +312,7 @@ def make_synthetic(
     size: tuple[int, int] = (320, 240),
     progress: bool = True,
     textures: str | Path | None = None,
+    temporal_stress: bool = False,
 ) -> list[str]:
     """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder).
 
@@ -322,6 +329,6 @@ def make_synthetic(
         folder = out / names[i]
         if (folder / "meta_info.ini").is_file():
             continue
-        write_got10k(render_sequence(seed, i, frames, size, bank), folder)
+        write_got10k(render_sequence(seed, i, frames, size, bank, temporal_stress), folder)
     atomic_write_text(out / "list.txt", "\n".join(names) + "\n")
     return names
