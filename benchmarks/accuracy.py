@@ -1,5 +1,6 @@
 """Accuracy of siamtfa (online and clip), CSRT and KCF on (a) a held-out synthetic benchmark
-(seed 9000: never used for training) and (b) every real test sequence in ../shared/data.
+(seed 9000: never used for training; textured from the real *train* sequences like the training
+data) and (b) every real test sequence in ../shared/data.
 
 One ``siamtfa eval`` run per tracker and benchmark (results resume if interrupted); prints one
 table (AO, SR0.5, SR0.75, AUC, precision@20, FPS) and leaves success/precision plots in
@@ -17,7 +18,7 @@ from pathlib import Path
 from siamtfa.cli import main as siamtfa
 
 HELD_OUT_SEED = 9000  # training data uses other seeds (e.g. 1000)
-REAL_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "test"
+SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
 def main() -> None:
@@ -26,7 +27,14 @@ def main() -> None:
     parser.add_argument("--out", default="results/accuracy")
     parser.add_argument("--sequences", type=int, default=10)
     parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--real", default=str(REAL_TEST), help="folder of real test sequences")
+    parser.add_argument(
+        "--real", default=str(SHARED_REAL / "test"), help="folder of real test sequences"
+    )
+    parser.add_argument(
+        "--textures",
+        default=str(SHARED_REAL / "train"),
+        help="training sequences that texture the synthetic benchmark, as in training ('' = none)",
+    )
     parser.add_argument(
         "--trackers", nargs="+", default=["siamtfa-online", "siamtfa-clip", "csrt", "kcf"]
     )
@@ -45,6 +53,7 @@ def main() -> None:
             "--seed",
             str(HELD_OUT_SEED),
         ]
+        + (["--textures", args.textures] if args.textures and Path(args.textures).is_dir() else [])
     )
     benchmarks = [("synthetic", "synthetic", synthetic)]
     if Path(args.real).is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -68,13 +69,31 @@ def test_resume_continues_exactly(tmp_path: Path, data: list[str]) -> None:
     straight = train(tiny_config(6), data, tmp_path / "a", progress=False)
     first = train(tiny_config(6), data, tmp_path / "b", progress=False, stop_after=3)
     assert first.iteration == 3 and load_checkpoint(first.checkpoint)["iteration"] == 3
+    # a crash after iteration 4 had logged a row the checkpoint (iteration 3) does not hold
+    with open(tmp_path / "b" / "log.csv", "a") as f:
+        f.write("4,0.01,1,1,1,1,1,5,1.0\n")
     resumed = train(tiny_config(6), [], tmp_path / "b", resume=True, progress=False)
     assert resumed.iteration == 6
+    logged = [r.split(",")[0] for r in (tmp_path / "b" / "log.csv").read_text().splitlines()]
+    assert logged == ["iteration", "1", "2", "3", "4", "5", "6"]
+    assert (tmp_path / "b" / "log.csv").read_text().splitlines()[4].split(",")[7] != "5"
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
     on_disk = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
     torch.testing.assert_close(on_disk["roi_head.cls.weight"], a["roi_head.cls.weight"])
+
+
+def test_resume_can_replan_the_length(tmp_path: Path, data: list[str]) -> None:
+    train(tiny_config(6), data, tmp_path, progress=False, stop_after=2)
+    result = train(tiny_config(6), [], tmp_path, resume=True, progress=False, iterations=4)
+    assert result.iteration == 4
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["config"]["train"]["iterations"] == 4
+    assert run["replanned"] == [{"at": 2, "from": 6, "to": 4}]
+    assert "iterations: 4" in (tmp_path / "config.yaml").read_text()
+    lrs = [float(r.split(",")[1]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    assert lrs[3] == pytest.approx(lr_at(3, tiny_config(4).train))
 
 
 def test_periodic_validation_keeps_the_best(tmp_path: Path, data: list[str]) -> None:

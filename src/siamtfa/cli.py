@@ -239,6 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=True,
             device=args.device,
             stop_after=args.stop_after,
+            iterations=args.iterations,
         )
     else:
         if not args.data or not args.out:
@@ -352,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="run folder (checkpoints, logs)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
-    p.add_argument("--iterations", type=int, help="override train.iterations")
+    p.add_argument(
+        "--iterations", type=int, help="override train.iterations (with --resume: re-plan the run)"
+    )
     p.add_argument("--stop-after", type=int, help="checkpoint and stop at this iteration")
     p.add_argument("--backbone-weights", help="local torchvision ImageNet ResNet checkpoint")
     p.add_argument(

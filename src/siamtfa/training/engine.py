@@ -26,12 +26,25 @@ from torch import nn
 from siamtfa import config as config_mod
 from siamtfa.config import Config, TrainConfig
 from siamtfa.data.datasets import read_dataset
+from siamtfa.data.io import atomic_write_text
 from siamtfa.data.sampling import ClipDataset, Source, collate_clips, frame_size
 from siamtfa.model import LOSS_KEYS, build_model
 from siamtfa.training.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 LAST = "last.pt"
+
+
+def _drop_rows_after(path: Path, iteration: int) -> None:
+    """A resumed run redoes the iterations after its checkpoint: drop their old log rows."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [
+        line for line in lines if not line[:1].isdigit() or int(line.split(",", 1)[0]) <= iteration
+    ]
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(kept))
 
 
 def lr_at(iteration: int, cfg: TrainConfig, world_size: int = 1) -> float:
@@ -137,13 +150,16 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     val: str | None = None,
+    iterations: int | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on ``data`` specs (``kind=path[:weight]``), writing to ``out``.
 
     ``resume`` continues the run in ``out`` (its saved config and data); ``stop_after`` ends
     the run, checkpointed, at that iteration of the schedule (for time-limited sessions).
     ``val`` (``kind=path``) is tracked every ``train.val_every`` iterations; its AO goes to
-    ``val.csv`` and the best model to ``best.pt``.
+    ``val.csv`` and the best model to ``best.pt``. ``iterations`` with ``resume`` re-plans the
+    run's length (the lr steps move with it; the run is then no longer the one it started as,
+    which ``run.json`` records).
     """
     out = Path(out)
     rank, local_rank, world = _distributed()
@@ -163,6 +179,15 @@ def train(
         cfg = config_mod.from_dict(run["config"])
         data, val = run["data"], run.get("val")
         tc = cfg.train
+        if iterations is not None and iterations != tc.iterations:
+            log.warning("re-planned from %d to %d iterations", tc.iterations, iterations)
+            run.setdefault("replanned", []).append(
+                {"at": int(state["iteration"]), "from": tc.iterations, "to": iterations}
+            )
+            tc.iterations = run["config"]["train"]["iterations"] = iterations
+            if rank == 0:
+                atomic_write_text(out / "run.json", json.dumps(run, indent=1))
+                config_mod.save(cfg, out / "config.yaml")
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(
@@ -221,6 +246,8 @@ def train(
 
     writer = csv_file = tb = None
     if rank == 0:
+        for name in ("log.csv", "val.csv"):
+            _drop_rows_after(out / name, start)
         new_log = not (out / "log.csv").exists() or start == 0
         csv_file = open(out / "log.csv", "w" if new_log else "a", newline="")  # noqa: SIM115
         writer = csv.writer(csv_file)

@@ -19,7 +19,10 @@ def plot_losses(run_dir: str | Path, out: str | Path | None = None, smooth: int 
 
     run_dir = Path(run_dir)
     with open(run_dir / "log.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+        # the last row of an iteration wins: logs of runs resumed before the engine dropped
+        # the rows after the checkpoint hold some iterations twice
+        rows = list({int(r["iteration"]): r for r in csv.DictReader(f)}.values())
+    rows.sort(key=lambda r: int(r["iteration"]))
     if not rows:
         raise ValueError(f"{run_dir / 'log.csv'}: no iterations logged yet")
     it = np.array([int(r["iteration"]) for r in rows])
