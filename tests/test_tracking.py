@@ -105,6 +105,34 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_selection_prior_is_applied_to_the_ranked_rois(tmp_path: Path) -> None:
+    from siamtfa.config import TrackingConfig, from_dict, to_dict
+    from siamtfa.tracking.selection import select_box
+    from siamtfa.training.checkpoint import save_checkpoint
+
+    prior = TrackingConfig(window_influence=0.7, window_sigma=0.5, scale_penalty=0.5, size_lr=0.5)
+    cfg = from_dict(
+        {"preset": "lite", "input": {"max_size": 128, "min_size": 96}, "tracking": vars(prior)}
+    )
+    model = small_model().eval().double()
+    save_checkpoint({"model": model.state_dict(), "config": to_dict(cfg)}, tmp_path / "c.pt")
+    tracker = Tracker(tmp_path / "c.pt", "online", "cpu")
+    assert tracker.tracking == prior  # the checkpoint's choice rule
+    video = frames(5)
+    tracker.init(video[0], BOX)
+    moved = 0
+    for frame in video[1:]:
+        x, y, w, h = tracker.box
+        previous = torch.tensor([x, y, x + w, y + h], dtype=torch.float64)
+        tracker.update(frame)
+        boxes, scores = (torch.from_numpy(a).double() for a in tracker.candidates)
+        expected = select_box(boxes, scores, previous, prior).clamp(min=0)
+        expected[2:] = torch.minimum(expected[2:], torch.tensor([128.0, 96.0], dtype=torch.float64))
+        np.testing.assert_allclose(tracker.box, xyxy_to_xywh(expected).numpy(), atol=1e-4)
+        moved += not np.allclose(tracker.box, xyxy_to_xywh(boxes[0]).numpy(), atol=1e-3)
+    assert moved > 0  # the prior changed the answer on some frame
+
+
 def test_runs_inside_the_official_toolkit(tmp_path: Path) -> None:
     from got10k.experiments import ExperimentGOT10k
 

@@ -126,11 +126,23 @@ class TrainConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Choice of the tracked box among the ranked RoIs (``siamtfa.tracking.selection``).
+    The defaults give the paper's rule: the top-scoring RoI."""
+
+    window_influence: float = 0.0  # weight of the motion prior against the RoI score, 0..1
+    window_sigma: float = 1.0  # std of the motion prior, in previous box sizes sqrt(w*h)
+    scale_penalty: float = 0.0  # k in exp(-k * (size ratio - 1)) on each RoI score
+    size_lr: float = 1.0  # fraction of the size change taken per frame
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     input: InputConfig = field(default_factory=InputConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 class ConfigError(ValueError):

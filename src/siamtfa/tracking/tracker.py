@@ -24,10 +24,11 @@ import torch
 from torch import Tensor
 
 from siamtfa import config as config_mod
-from siamtfa.config import Config, InputConfig
+from siamtfa.config import Config, InputConfig, TrackingConfig
 from siamtfa.data import transforms as T
 from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.model import SiamTFA, build_model
+from siamtfa.tracking.selection import next_box
 from siamtfa.training.checkpoint import load_checkpoint
 
 MODES = ("online", "clip")
@@ -88,6 +89,7 @@ class Tracker:
         name: str | None = None,
         precision: str = "fp32",
         channels_last: bool = False,
+        tracking: TrackingConfig | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -98,12 +100,14 @@ class Tracker:
             model, cfg = load_model(model, self.device)
             input_cfg = input_cfg or cfg.input
             clip_len = clip_len or cfg.train.clip_len
+            tracking = tracking or cfg.tracking
         self.model = model.to(self.device).eval()
         self.bf16 = precision == "bf16"  # autocast: convolutions and FCs in bfloat16
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.input_cfg = input_cfg or InputConfig()
+        self.tracking = tracking or TrackingConfig()
         self.clip_len = clip_len or 3
         self.mode = mode
         self.name = name or f"SiamTFA-{mode}"
@@ -111,6 +115,8 @@ class Tracker:
         self.stream: dict = {}  # per-block past channels (online mode)
         self.stream_size: tuple[int, ...] = ()
         self.box = np.zeros(4)
+        # the last frame's ranked RoIs in image pixels (x1, y1, x2, y2) and their scores
+        self.candidates: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros(0))
 
     # ---------------------------------------------------------------- preprocessing
     def _prepare(self, image) -> tuple[Tensor, float, tuple[int, int]]:
@@ -130,12 +136,12 @@ class Tracker:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def _to_image_box(self, box_xyxy: Tensor, scale: float, size: tuple[int, int]) -> np.ndarray:
-        x1, y1, x2, y2 = (box_xyxy.float().cpu().numpy() / scale).tolist()
-        w, h = size
-        x1, x2 = np.clip([x1, x2], 0, w)
-        y1, y2 = np.clip([y1, y2], 0, h)
-        return np.array([x1, y1, x2 - x1, y2 - y1])
+    def _answer(self, det: dict[str, Tensor], scale: float, size: tuple[int, int]) -> None:
+        """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box."""
+        boxes = (det["boxes"].float().cpu() / scale).numpy()
+        self.candidates = (boxes, det["scores"].float().cpu().numpy())
+        if len(boxes):
+            self.box = next_box(self.box, *self.candidates, self.tracking, size)
 
     # ---------------------------------------------------------------- GOT-10k interface
     @torch.inference_mode()
@@ -163,8 +169,7 @@ class Tracker:
             self.stream, self.stream_size = {}, frame.shape[-2:]  # size changed: no valid past
         with self._autocast():
             det = self.model.forward_search(self.template, frame, 1, stream=self.stream)[0]
-        if len(det["boxes"]):
-            self.box = self._to_image_box(det["box"], scale, size)
+        self._answer(det, scale, size)
         return self.box.copy()
 
     def track(self, img_files: list, box, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +205,6 @@ class Tracker:
             dets = self.model.forward_search(self.template, frames, len(images))
         out = []
         for det, (_, scale, sz) in zip(dets, prepared):
-            if len(det["boxes"]):
-                self.box = self._to_image_box(det["box"], scale, sz)
+            self._answer(det, scale, sz)
             out.append(self.box.copy())
         return np.stack(out)

@@ -130,13 +130,14 @@ def validate(model: nn.Module, cfg: Config, sequences: list, device: torch.devic
     """GOT-10k AO of the online tracker on ``sequences`` (the model is left in eval mode)."""
     from siamtfa.evaluation.metrics import got10k_metrics
     from siamtfa.tracking import Tracker
+    from siamtfa.tracking.tuning import cover_of
 
     tracker = Tracker(model, "online", device, cfg.input)
     preds, gts, covers, res = {}, {}, {}, {}
     for seq in sequences:
         preds[seq.name] = tracker.track(seq.frames, seq.boxes[0])[0]
         gts[seq.name] = seq.boxes
-        covers[seq.name] = seq.cover if seq.cover is not None else seq.visible.astype(int) * 8
+        covers[seq.name] = cover_of(seq)
         res[seq.name] = frame_size(seq)
     return got10k_metrics(preds, gts, covers, res).ao
 

@@ -1,0 +1,65 @@
+"""Which of the ranked RoIs becomes the tracked box.
+
+The paper answers with the top-scoring RoI. SiamTFA searches the whole frame, so a weak or
+distracted classifier can jump to a look-alike anywhere; siamese trackers (SiamRPN, pysot)
+damp that with a prior on small motion and size change. ``TrackingConfig`` holds that prior;
+with its defaults the choice is exactly the paper's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from siamtfa.config import TrackingConfig
+
+
+def is_paper_rule(cfg: TrackingConfig) -> bool:
+    """True when ``select_box`` returns the top-scoring RoI unchanged."""
+    return cfg.window_influence == 0 and cfg.scale_penalty == 0 and cfg.size_lr == 1
+
+
+def select_box(boxes: Tensor, scores: Tensor, previous: Tensor, cfg: TrackingConfig) -> Tensor:
+    """The answer ``x1, y1, x2, y2`` among candidates ``boxes [K, 4]`` ranked by ``scores [K]``.
+
+    Each candidate's score is damped by its size change relative to ``previous``
+    (``exp(-scale_penalty * (r - 1))``, ``r >= 1`` the ratio of ``sqrt(w * h)``) and blended
+    with a Gaussian of its centre shift measured in previous box sizes
+    (``(1 - window_influence) * score + window_influence * window``). The winner's centre is
+    taken as is; its size moves from the previous one by the fraction ``size_lr``.
+    """
+    if len(boxes) == 0:
+        return previous
+    if is_paper_rule(cfg):
+        return boxes[scores.argmax()]
+    prev_wh = (previous[2:] - previous[:2]).clamp(min=1.0)  # a box clipped to nothing
+    prev_size = prev_wh.prod().sqrt()
+    wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-3)
+    size = wh.prod(1).sqrt()
+    ratio = torch.maximum(size / prev_size, prev_size / size)
+    damped = scores * torch.exp(-cfg.scale_penalty * (ratio - 1))
+    shift = ((boxes[:, :2] + boxes[:, 2:]) - (previous[:2] + previous[2:])) / 2
+    window = torch.exp(-0.5 * (shift.norm(dim=1) / (cfg.window_sigma * prev_size)) ** 2)
+    best = int(torch.argmax((1 - cfg.window_influence) * damped + cfg.window_influence * window))
+    centre = (boxes[best, :2] + boxes[best, 2:]) / 2
+    new_wh = prev_wh + cfg.size_lr * (wh[best] - prev_wh)
+    return torch.cat([centre - new_wh / 2, centre + new_wh / 2])
+
+
+def next_box(
+    previous: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    cfg: TrackingConfig,
+    image_size: tuple[int, int],
+) -> np.ndarray:
+    """The tracker's step: ``previous`` box ``[x, y, w, h]`` and one frame's ranked RoIs
+    (``x1, y1, x2, y2`` in image pixels) to the new box, clipped to the ``(W, H)`` image."""
+    x, y, w, h = previous
+    prev = torch.tensor([x, y, x + w, y + h], dtype=torch.float32)
+    chosen = select_box(torch.as_tensor(boxes), torch.as_tensor(scores), prev, cfg)
+    x1, y1, x2, y2 = chosen.tolist()
+    x1, x2 = np.clip([x1, x2], 0, image_size[0])
+    y1, y2 = np.clip([y1, y2], 0, image_size[1])
+    return np.array([x1, y1, x2 - x1, y2 - y1])

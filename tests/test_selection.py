@@ -1,0 +1,84 @@
+"""Box selection among ranked RoIs: the paper's rule and the motion/size prior, against a
+plain-Python loop of the documented formula and hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from siamtfa.config import TrackingConfig
+from siamtfa.tracking.selection import is_paper_rule, select_box
+
+PRIOR = TrackingConfig(window_influence=0.4, window_sigma=0.8, scale_penalty=0.3, size_lr=0.6)
+
+
+def naive_select(boxes, scores, prev, cfg: TrackingConfig) -> list[float]:
+    pw, ph = max(prev[2] - prev[0], 1.0), max(prev[3] - prev[1], 1.0)
+    ps = math.sqrt(pw * ph)
+    pcx, pcy = (prev[0] + prev[2]) / 2, (prev[1] + prev[3]) / 2
+    best, best_rank = 0, -math.inf
+    for i, (b, s) in enumerate(zip(boxes, scores)):
+        size = math.sqrt((b[2] - b[0]) * (b[3] - b[1]))
+        r = max(size / ps, ps / size)
+        damped = s * math.exp(-cfg.scale_penalty * (r - 1))
+        d = math.hypot((b[0] + b[2]) / 2 - pcx, (b[1] + b[3]) / 2 - pcy)
+        window = math.exp(-0.5 * (d / (cfg.window_sigma * ps)) ** 2)
+        rank = (1 - cfg.window_influence) * damped + cfg.window_influence * window
+        if rank > best_rank:
+            best, best_rank = i, rank
+    b = boxes[best]
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    w = pw + cfg.size_lr * ((b[2] - b[0]) - pw)
+    h = ph + cfg.size_lr * ((b[3] - b[1]) - ph)
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def random_boxes(k: int, gen: torch.Generator) -> torch.Tensor:
+    xy = torch.rand(k, 2, generator=gen, dtype=torch.float64) * 300
+    wh = 5 + torch.rand(k, 2, generator=gen, dtype=torch.float64) * 80
+    return torch.cat([xy, xy + wh], 1)
+
+
+def test_defaults_are_the_papers_top_scoring_roi() -> None:
+    assert is_paper_rule(TrackingConfig()) and not is_paper_rule(PRIOR)
+    gen = torch.Generator().manual_seed(0)
+    boxes, scores = random_boxes(50, gen), torch.rand(50, generator=gen, dtype=torch.float64)
+    prev = torch.tensor([0.0, 0.0, 10.0, 10.0], dtype=torch.float64)
+    out = select_box(boxes, scores, prev, TrackingConfig())
+    assert torch.equal(out, boxes[scores.argmax()])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_prior_matches_a_loop_over_the_formula(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    boxes, scores = random_boxes(30, gen), torch.rand(30, generator=gen, dtype=torch.float64)
+    prev = random_boxes(1, gen)[0]
+    out = select_box(boxes, scores, prev, PRIOR)
+    ref = naive_select(boxes.tolist(), scores.tolist(), prev.tolist(), PRIOR)
+    torch.testing.assert_close(out, torch.tensor(ref, dtype=torch.float64), rtol=0, atol=1e-9)
+
+
+def test_hand_computed_cases() -> None:
+    prev = torch.tensor([100.0, 100.0, 120.0, 120.0])  # centre (110, 110), size 20
+    near = [105.0, 105.0, 125.0, 125.0]  # same size, 5 px diagonal-ish shift
+    far = [10.0, 10.0, 30.0, 30.0]  # same size, far away, slightly higher score
+    boxes, scores = torch.tensor([far, near]), torch.tensor([0.9, 0.8])
+    # paper rule: the far, higher-scoring look-alike wins
+    assert select_box(boxes, scores, prev, TrackingConfig()).tolist() == far
+    # motion prior 0.5: 0.5*0.8 + 0.5*exp(-0.5*(7.07/20)^2) = 0.870 > 0.5*0.9 + 0.5*~0 = 0.45
+    prior = TrackingConfig(window_influence=0.5, window_sigma=1.0)
+    assert select_box(boxes, scores, prev, prior).tolist() == near
+    # scale penalty: a twice-as-large box at 0.9 is damped to 0.9*exp(-1*(2-1)) = 0.331 < 0.8
+    big = [90.0, 90.0, 130.0, 130.0]
+    out = select_box(torch.tensor([big, near]), scores, prev, TrackingConfig(scale_penalty=1.0))
+    assert out.tolist() == near
+    # size_lr 0.25: centre of the winner, size 20 + 0.25 * (40 - 20) = 25
+    out = select_box(torch.tensor([big]), torch.tensor([1.0]), prev, TrackingConfig(size_lr=0.25))
+    assert out.tolist() == [97.5, 97.5, 122.5, 122.5]
+
+
+def test_no_candidate_keeps_the_previous_box() -> None:
+    prev = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert torch.equal(select_box(torch.zeros(0, 4), torch.zeros(0), prev, PRIOR), prev)

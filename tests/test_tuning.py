@@ -1,0 +1,81 @@
+"""Tuning the selection prior: the replay reproduces the tracker, the grid search finds the
+prior that a distractor calls for, and ``siamtfa export`` writes a usable fp16 checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from siamtfa.cli import main as siamtfa
+from siamtfa.config import TrackingConfig, from_dict, to_dict
+from siamtfa.data.datasets import read_dataset
+from siamtfa.data.synthetic import make_synthetic
+from siamtfa.tracking import Tracker
+from siamtfa.tracking.selection import is_paper_rule
+from siamtfa.tracking.tuning import RecordedSequence, average_overlap, grid_search, record, replay
+from siamtfa.training.checkpoint import load_checkpoint, save_checkpoint
+
+from .conftest import small_model
+
+SMALL = {"preset": "lite", "input": {"max_size": 128, "min_size": 96}}
+PRIOR = TrackingConfig(window_influence=0.5, window_sigma=1.0, scale_penalty=0.3, size_lr=0.5)
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("syn")
+    make_synthetic(root, 2, 6, seed=31, size=(128, 96), progress=False)
+    return root, read_dataset("got10k", root)
+
+
+def test_replay_reproduces_the_tracker(sequences) -> None:
+    _, seqs = sequences
+    model = small_model().eval()
+    recorded = record(Tracker(model, "online", "cpu", from_dict(SMALL).input), seqs, False)
+    tracker = Tracker(model, "online", "cpu", from_dict(SMALL).input, tracking=PRIOR)
+    for seq, rec in zip(seqs, recorded):
+        boxes, _ = tracker.track(seq.frames, seq.boxes[0])
+        np.testing.assert_allclose(replay(rec, PRIOR), boxes, atol=1e-4)
+
+
+def test_grid_search_finds_the_motion_prior_a_distractor_needs() -> None:
+    # the target walks right by 4 px a frame; a look-alike far away always scores higher
+    n = 20
+    truth = np.array([[20.0 + 4 * t, 40.0, 20.0, 20.0] for t in range(n)])
+    candidates = []
+    for t in range(1, n):
+        x, y, w, h = truth[t]
+        target = [x, y, x + w, y + h]
+        distractor = [200.0, 150.0, 220.0, 170.0]
+        candidates.append((np.array([distractor, target]), np.array([0.9, 0.8])))
+    rec = RecordedSequence("walk", truth, np.full(n, 8), (320, 240), candidates)
+    paper = average_overlap([rec], TrackingConfig())
+    ranked = grid_search([rec], progress=False)
+    best_ao, best = ranked[0]
+    assert paper == pytest.approx(0.0)  # the paper's rule jumps to the distractor
+    assert best_ao == pytest.approx(1.0) and best.window_influence > 0
+    assert [ao for ao, _ in ranked] == sorted((ao for ao, _ in ranked), reverse=True)
+
+
+def test_export_writes_a_tuned_half_precision_checkpoint(tmp_path: Path, sequences) -> None:
+    root, seqs = sequences
+    model = small_model().eval()
+    state = {"model": model.state_dict(), "config": to_dict(from_dict(SMALL)), "iteration": 7}
+    save_checkpoint({**state, "optimizer": {"big": torch.zeros(1000)}}, tmp_path / "last.pt")
+    out = tmp_path / "default.pt"
+    assert siamtfa(["export", str(tmp_path / "last.pt"), str(out), "--tune", f"got10k={root}"]) == 0
+    exported = load_checkpoint(out)
+    assert exported["iteration"] == 7 and "optimizer" not in exported
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            assert exported["model"][key].dtype == torch.float16, key
+            torch.testing.assert_close(exported["model"][key].float(), value, rtol=1e-3, atol=1e-4)
+    tuning = exported["tuning"]
+    assert tuning["ao"] >= tuning["paper_rule_ao"]
+    tracker = Tracker(out, "online", "cpu")
+    assert is_paper_rule(tracker.tracking) == (tuning["ao"] <= tuning["paper_rule_ao"])
+    boxes, _ = tracker.track(seqs[0].frames, seqs[0].boxes[0])
+    assert boxes.shape == (len(seqs[0]), 4) and np.isfinite(boxes).all()
