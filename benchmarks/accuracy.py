@@ -36,7 +36,10 @@ def main() -> None:
         help="training sequences that texture the synthetic benchmark, as in training ('' = none)",
     )
     parser.add_argument(
-        "--trackers", nargs="+", default=["siamtfa-online", "siamtfa-clip", "csrt", "kcf"]
+        "--trackers",
+        nargs="+",
+        default=["siamtfa-online", "siamtfa-online-paper-rule", "siamtfa-clip", "csrt", "kcf"],
+        help="siamtfa-online-paper-rule: the top-scoring RoI, without the tuned motion prior",
     )
     args = parser.parse_args()
     out = Path(args.out)
@@ -62,6 +65,7 @@ def main() -> None:
     for bench, kind, root in benchmarks:
         for name in args.trackers:
             tracker, _, mode = name.partition("-")
+            mode, _, rule = mode.partition("-")
             cmd = [
                 "eval",
                 "--tracker",
@@ -74,9 +78,8 @@ def main() -> None:
                 str(out / bench),
             ]
             if tracker == "siamtfa":
-                cmd += ["--mode", mode] + (
-                    ["--checkpoint", args.checkpoint] if args.checkpoint else []
-                )
+                cmd += ["--mode", mode] + (["--paper-rule"] if rule == "paper-rule" else [])
+                cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
             if siamtfa(cmd) != 0:
                 raise SystemExit(f"siamtfa {' '.join(cmd)} failed")
         report = json.loads((out / bench / "report.json").read_text())

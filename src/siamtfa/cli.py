@@ -42,15 +42,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_tracker(
-    kind: str,
-    checkpoint: str | None,
-    mode: str,
-    device: str | None,
-    precision: str = "fp32",
-    channels_last: bool = False,
-):
-    """(tracker, results-folder name, info) for ``siamtfa``, ``csrt`` or ``kcf``."""
+def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argparse.Namespace):
+    """(tracker, results-folder name, info) for ``siamtfa``, ``csrt`` or ``kcf``; ``options``
+    holds the ``_tracker_options``."""
+    device, precision = options.device, options.precision
+    channels_last, paper_rule = options.channels_last, options.paper_rule
     from siamtfa.tracking import OpenCVTracker, Tracker
     from siamtfa.tracking.tracker import default_tracker_source
 
@@ -69,7 +65,13 @@ def _make_tracker(
                 file=sys.stderr,
             )
     tracker = Tracker(
-        source, mode, device, input_cfg, precision=precision, channels_last=channels_last
+        source,
+        mode,
+        device,
+        input_cfg,
+        precision=precision,
+        channels_last=channels_last,
+        tracking=config.TrackingConfig() if paper_rule else None,
     )
     info = {
         "tracker": "siamtfa",
@@ -80,8 +82,9 @@ def _make_tracker(
         "device": str(tracker.device),
         "precision": precision,
         "channels_last": channels_last,
+        "selection": vars(tracker.tracking),  # all defaults: the paper's top-scoring RoI
     }
-    return tracker, f"siamtfa-{mode}", info
+    return tracker, f"siamtfa-{mode}" + ("-paper-rule" if paper_rule else ""), info
 
 
 def _read_sequences(dataset: str, root: str, split: str | None):
@@ -99,9 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     sequences, layout = _read_sequences(args.dataset, args.root, args.split)
     i, n = (int(v) for v in args.shard.split("/"))
-    tracker, name, info = _make_tracker(
-        args.tracker, args.checkpoint, args.mode, args.device, args.precision, args.channels_last
-    )
+    tracker, name, info = _make_tracker(args.tracker, args.checkpoint, args.mode, args)
     name = args.name or name
     run_benchmark(tracker, name, sequences, args.out, layout, (i, n), info)
     if args.split == "test":
@@ -140,9 +141,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         box = np.array([float(v) for v in args.box.split(",")])
     else:
         raise ValueError("give the target with --box x,y,w,h or --select")
-    tracker, _, _ = _make_tracker(
-        "siamtfa", args.checkpoint, args.mode, args.device, args.precision, args.channels_last
-    )
+    tracker, _, _ = _make_tracker("siamtfa", args.checkpoint, args.mode, args)
     if args.mode != "online":
         raise ValueError("track processes a stream: use --mode online")
     video = AnnotatedVideo(args.out, fps) if args.out else None
@@ -182,9 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     make_synthetic(out / "sequences", args.sequences, args.frames, seed=args.seed, progress=False)
     sequences = read_got10k(out / "sequences")
-    tracker, name, info = _make_tracker(
-        "siamtfa", args.checkpoint, "online", args.device, args.precision, args.channels_last
-    )
+    tracker, name, info = _make_tracker("siamtfa", args.checkpoint, "online", args)
     run_benchmark(tracker, name, sequences, out / "results", "got10k", info=info)
     results = report(out / "results", sequences, "got10k", title="synthetic demo")
     seq = sequences[0]
@@ -302,7 +299,7 @@ def cmd_plot_log(args: argparse.Namespace) -> int:
     return 0
 
 
-def _speed_options(p: argparse.ArgumentParser) -> None:
+def _tracker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         default="fp32",
@@ -310,6 +307,11 @@ def _speed_options(p: argparse.ArgumentParser) -> None:
         help="bf16: autocast convolutions and FCs (faster on recent CPUs and GPUs)",
     )
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument(
+        "--paper-rule",
+        action="store_true",
+        help="answer with the top-scoring RoI, ignoring the checkpoint's motion/size prior",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -328,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=777000, help="never used for training")
     p.add_argument("--checkpoint")
     p.add_argument("--device")
-    _speed_options(p)
+    _tracker_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="run a tracker on a benchmark and report")
@@ -346,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", help="i/n: this machine's share of sequences")
     p.add_argument("--name", help="results subfolder (default: tracker and mode)")
     p.add_argument("--device")
-    _speed_options(p)
+    _tracker_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("track", help="track an object in a video, frame folder or webcam")
@@ -358,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="annotated MP4")
     p.add_argument("--boxes", help="text file of x,y,w,h per frame")
     p.add_argument("--device")
-    _speed_options(p)
+    _tracker_options(p)
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("make-synthetic", help="write synthetic sequences (GOT-10k layout)")

@@ -23,7 +23,7 @@ from siamtfa.tracking.tracker import Tracker
 GRID: dict[str, tuple[float, ...]] = {
     "window_influence": (0.0, 0.2, 0.4, 0.6, 0.8),
     "window_sigma": (0.5, 1.0, 2.0, 4.0),
-    "scale_penalty": (0.0, 0.1, 0.3, 1.0),
+    "scale_penalty": (0.0, 0.3, 1.0, 3.0),
     "size_lr": (0.3, 0.6, 1.0),
 }
 
