@@ -45,10 +45,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argparse.Namespace):
     """(tracker, results-folder name, info) for ``siamtfa``, ``csrt`` or ``kcf``; ``options``
     holds the ``_tracker_options``."""
-    device, precision = options.device, options.precision
-    channels_last, paper_rule = options.channels_last, options.paper_rule
     from siamtfa.tracking import OpenCVTracker, Tracker
     from siamtfa.tracking.tracker import default_tracker_source
+
+    device, precision = options.device, options.precision
+    channels_last, paper_rule = options.channels_last, options.paper_rule
 
     if kind in ("csrt", "kcf"):
         return OpenCVTracker(kind), kind, {"tracker": kind}

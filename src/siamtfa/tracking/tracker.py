@@ -10,8 +10,9 @@ Modes:
 * ``clip`` — frames in clips of T with the bidirectional shift as trained (offline evaluation
   and throughput): a box may depend on up to T-1 future frames. Only ``track`` supports it.
 
-Boxes are ``[x, y, w, h]``, 0-based, in the image's pixels; images are RGB (PIL or numpy),
-grayscale accepted.
+The answer is the top-scoring RoI (the paper), or the RoI a checkpoint's ``tracking`` prior
+prefers (``siamtfa.tracking.selection``). Boxes are ``[x, y, w, h]``, 0-based, in the image's
+pixels; images are RGB (PIL or numpy), grayscale accepted.
 """
 
 from __future__ import annotations
