@@ -4,7 +4,9 @@ synthetic benchmark made to need temporal context (``--temporal-stress``: blur, 
 
 Runs resume: rerun the same command to continue training (``--stop-after`` bounds this
 session's share) and, once a variant has finished, to evaluate it. Prints AO / SR0.5 / SR0.75
-per variant as mean and spread (max - min) over the seeds.
+per variant as mean ± half the range over the seeds (every run's figures in ablation.json).
+``--init CKPT`` starts every variant from the same weights (neither switch has parameters),
+for a fine-tuning ablation when training each from scratch is beyond the budget.
 
     python benchmarks/ablation.py --config configs/synthetic_lite_cpu.yaml \\
         --data synthetic=/data/syn_train --iterations 4000 --seeds 0 1 --out runs/ablation
@@ -32,6 +34,7 @@ VARIANTS = {  # name: (temporal aggregation, adversarial dropout), Table 1's row
     "+adv": (False, True),
 }
 HELD_OUT_SEED = 9100  # never used for training
+SHARED_REAL_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "train"
 
 
 def main() -> None:
@@ -42,12 +45,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", default="runs/ablation")
     parser.add_argument("--stop-after", type=int, help="train each unfinished run up to here")
+    parser.add_argument("--init", help="checkpoint every variant starts from (fine-tuning)")
+    parser.add_argument(
+        "--textures",
+        default=str(SHARED_REAL_TRAIN),
+        help="training sequences that texture the held-out benchmark, as in training ('' = none)",
+    )
     parser.add_argument("--sequences", type=int, default=20)
     parser.add_argument("--frames", type=int, default=100)
     args = parser.parse_args()
     out = Path(args.out)
     bench = out / f"heldout_temporal_{HELD_OUT_SEED}"
-    make_synthetic(bench, args.sequences, args.frames, HELD_OUT_SEED, temporal_stress=True)
+    textures = args.textures if args.textures and Path(args.textures).is_dir() else None
+    make_synthetic(
+        bench,
+        args.sequences,
+        args.frames,
+        HELD_OUT_SEED,
+        textures=textures,
+        temporal_stress=True,
+    )
     sequences = read_got10k(bench)
     scores: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for seed in args.seeds:
@@ -58,6 +75,7 @@ def main() -> None:
             cfg.model.adversarial_dropout.enabled = adv
             cfg.train.seed = seed
             cfg.train.iterations = args.iterations
+            cfg.train.init = args.init or cfg.train.init
             resume = (run / "last.pt").is_file()
             result = train(cfg, args.data, run, resume=resume, stop_after=args.stop_after)
             if result.iteration < args.iterations:

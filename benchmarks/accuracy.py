@@ -86,12 +86,12 @@ def main() -> None:
         for name, r in report.items():
             rows.append((bench, name, r["overall"]))
     print(
-        f"\n{'benchmark':<10} {'tracker':<16} {'AO':>6} {'SR0.5':>6} {'SR0.75':>6} "
+        f"\n{'benchmark':<10} {'tracker':<26} {'AO':>6} {'SR0.5':>6} {'SR0.75':>6} "
         f"{'AUC':>6} {'Prec20':>6} {'FPS':>6}"
     )
     for bench, name, o in rows:
         print(
-            f"{bench:<10} {name:<16} {o['ao']:6.3f} {o['sr50']:6.3f} {o['sr75']:6.3f} "
+            f"{bench:<10} {name:<26} {o['ao']:6.3f} {o['sr50']:6.3f} {o['sr75']:6.3f} "
             f"{o['auc']:6.3f} {o['precision20']:6.3f} {o['fps']:6.1f}"
         )
     print(f"plots: {out}/<benchmark>/success.png, precision.png")

@@ -96,6 +96,22 @@ def test_resume_can_replan_the_length(tmp_path: Path, data: list[str]) -> None:
     assert lrs[3] == pytest.approx(lr_at(3, tiny_config(4).train))
 
 
+def test_init_starts_from_a_checkpoints_weights(tmp_path: Path, data: list[str]) -> None:
+    first = train(tiny_config(3), data, tmp_path / "a", progress=False)
+    # lr 0: the fine-tuning run's weights stay the ones it started from; the temporal switch
+    # has no parameters, so an ablation variant starts from the same checkpoint
+    cfg = tiny_config(1, lr=0.0, init=str(first.checkpoint))
+    cfg.model.temporal.enabled = False
+    tuned = train(cfg, data, tmp_path / "b", progress=False)
+    a, b = first.model.state_dict(), tuned.model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    other = tiny_config(1, init=str(first.checkpoint))
+    other.model.fpn_channels = 64
+    with pytest.raises(ValueError, match=r"last\.pt: weights do not fit"):
+        train(other, data, tmp_path / "c", progress=False)
+
+
 def test_periodic_validation_keeps_the_best(tmp_path: Path, data: list[str]) -> None:
     from siamtfa.tracking import Tracker
 

@@ -46,7 +46,7 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
     """(tracker, results-folder name, info) for ``siamtfa``, ``csrt`` or ``kcf``; ``options``
     holds the ``_tracker_options``."""
     from siamtfa.tracking import OpenCVTracker, Tracker
-    from siamtfa.tracking.tracker import default_tracker_source
+    from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT, default_tracker_source
 
     device, precision = options.device, options.precision
     channels_last, paper_rule = options.channels_last, options.paper_rule
@@ -61,8 +61,8 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
         source, input_cfg, trained = default_tracker_source()
         if not trained:
             print(
-                "NOTE: no trained default checkpoint ships yet: using UNTRAINED lite weights; "
-                "pass --checkpoint to use your own.",
+                f"NOTE: default checkpoint {DEFAULT_CHECKPOINT} not found: using UNTRAINED "
+                "lite weights; pass --checkpoint to use your own.",
                 file=sys.stderr,
             )
     tracker = Tracker(
@@ -247,6 +247,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.train.iterations = args.iterations
         if args.backbone_weights:
             cfg.model.backbone.weights = args.backbone_weights
+        if args.init:
+            cfg.train.init = args.init
         result = train(
             cfg, args.data, args.out, device=args.device, stop_after=args.stop_after, val=args.val
         )
@@ -399,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stop-after", type=int, help="checkpoint and stop at this iteration")
     p.add_argument("--backbone-weights", help="local torchvision ImageNet ResNet checkpoint")
+    p.add_argument("--init", metavar="CKPT", help="start from a siamtfa checkpoint's weights")
     p.add_argument(
         "--val",
         metavar="KIND=PATH",

@@ -30,15 +30,16 @@ from siamtfa.data import transforms as T
 from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.model import SiamTFA, build_model
 from siamtfa.tracking.selection import next_box
-from siamtfa.training.checkpoint import load_checkpoint
+from siamtfa.training.checkpoint import float_weights, load_checkpoint
 
 MODES = ("online", "clip")
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_lite.pt"
 
 
 def default_tracker_source() -> tuple[SiamTFA | Path, InputConfig | None, bool]:
-    """The shipped default checkpoint (with its own input size), or (until one ships) an
-    untrained ``lite`` model at 320x240 input. The flag says whether the weights are trained."""
+    """The shipped default checkpoint (with its own input size), or, where it is missing (a
+    checkout without it), an untrained ``lite`` model at 320x240 input. The flag says whether
+    the weights are trained."""
     if DEFAULT_CHECKPOINT.is_file():
         return DEFAULT_CHECKPOINT, None, True
     cfg = config_mod.preset("lite")
@@ -56,8 +57,7 @@ def load_model(
     cfg = config_mod.from_dict(state["config"])
     cfg.model.backbone.weights = None  # the checkpoint holds every weight
     model = build_model(cfg)
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
-    model.load_state_dict(weights)
+    model.load_state_dict(float_weights(state["model"]))
     return model.to(device).eval(), cfg
 
 

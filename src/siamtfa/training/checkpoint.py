@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from siamtfa.data.io import atomic_write_bytes
 
@@ -32,3 +33,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path}: not a siamtfa checkpoint (no 'model' entry)")
     return state
+
+
+def load_model_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Copy a checkpoint's model weights (fp16 ones cast back) into ``model``, strictly: a
+    checkpoint of another architecture raises an error naming the file. Returns the state."""
+    state = load_checkpoint(path)
+    try:
+        model.load_state_dict(float_weights(state["model"]))
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit this model: {err}") from err
+    return state
+
+
+def float_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fp32 copies of an (fp16 inference) state dict's floating-point tensors."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}

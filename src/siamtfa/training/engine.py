@@ -29,7 +29,7 @@ from siamtfa.data.datasets import read_dataset
 from siamtfa.data.io import atomic_write_text
 from siamtfa.data.sampling import ClipDataset, Source, collate_clips, frame_size
 from siamtfa.model import LOSS_KEYS, build_model
-from siamtfa.training.checkpoint import load_checkpoint, save_checkpoint
+from siamtfa.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 
 log = logging.getLogger(__name__)
 LAST = "last.pt"
@@ -212,6 +212,8 @@ def train(
         start = int(state["iteration"])
         torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
     else:
+        if tc.init:
+            load_model_weights(model, tc.init)
         torch.manual_seed(tc.seed * 1000 + rank)  # per-rank dropout / sampling randomness
     wrapped: nn.Module = model
     if world > 1:

@@ -46,6 +46,7 @@ def plot_losses(run_dir: str | Path, out: str | Path | None = None, smooth: int 
     ax.set_title(f"{run_dir.name}: {len(rows)} iterations")
     fig.tight_layout()
     out = Path(out) if out else run_dir / "loss_curve.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
