@@ -1,5 +1,5 @@
 """The shipped default checkpoint: size, format, and that it tracks far better than untrained
-weights on a synthetic sequence it was never trained on (training used seed 1000)."""
+weights on synthetic sequences it was never trained on (training used seed 1000)."""
 
 from __future__ import annotations
 

@@ -35,15 +35,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_model_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+def load_model_weights(model: nn.Module, path: str | Path) -> None:
     """Copy a checkpoint's model weights (fp16 ones cast back) into ``model``, strictly: a
-    checkpoint of another architecture raises an error naming the file. Returns the state."""
-    state = load_checkpoint(path)
+    checkpoint of another architecture raises an error naming the file."""
+    weights = float_weights(load_checkpoint(path)["model"])
     try:
-        model.load_state_dict(float_weights(state["model"]))
+        model.load_state_dict(weights)
     except RuntimeError as err:
         raise ValueError(f"{path}: weights do not fit this model: {err}") from err
-    return state
 
 
 def float_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
