@@ -69,6 +69,19 @@ def test_resume_skips_finished_and_shards_partition(tmp_path: Path, val_set: Pat
     assert run_benchmark(t, "m", seqs, tmp_path, "otb", progress=False) == [seqs[1].name]
 
 
+def test_resume_refuses_results_of_other_settings(tmp_path: Path, val_set: Path) -> None:
+    seqs = read_got10k(val_set)[:1]
+    info = {"checkpoint": "a.pt", "mode": "online", "device": "cpu"}
+    run_benchmark(tracker(), "m", seqs, tmp_path, "otb", info=info, progress=False)
+    # another machine (device) may resume the same setup ...
+    same = {**info, "device": "cuda"}
+    assert run_benchmark(tracker(), "m", seqs, tmp_path, "otb", info=same, progress=False) == []
+    # ... but another checkpoint must not add its sequences to these results
+    other = {**info, "checkpoint": "b.pt"}
+    with pytest.raises(ValueError, match=r"info\.json.*checkpoint: 'a\.pt' now 'b\.pt'"):
+        run_benchmark(tracker(), "m", seqs, tmp_path, "otb", info=other, progress=False)
+
+
 def test_corrupt_frame_names_the_file_and_keeps_finished_results(
     tmp_path: Path, val_set: Path
 ) -> None:

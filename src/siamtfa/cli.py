@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -183,6 +184,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     make_synthetic(out / "sequences", args.sequences, args.frames, seed=args.seed, progress=False)
     sequences = read_got10k(out / "sequences")
     tracker, name, info = _make_tracker("siamtfa", args.checkpoint, "online", args)
+    shutil.rmtree(out / "results" / name, ignore_errors=True)  # a demo always tracks afresh
     run_benchmark(tracker, name, sequences, out / "results", "got10k", info=info)
     results = report(out / "results", sequences, "got10k", title="synthetic demo")
     seq = sequences[0]

@@ -62,9 +62,20 @@ def run_benchmark(
 
     out = Path(out)
     (out / tracker_name).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        out / tracker_name / "info.json", json.dumps({**(info or {}), "rules": RULES}, indent=1)
-    )
+    info = json.loads(json.dumps({**(info or {}), "rules": RULES}))  # as stored (lists)
+    info_file = out / tracker_name / "info.json"
+    if info_file.is_file():  # resuming: never mix results of two setups in one folder
+        old = json.loads(info_file.read_text())
+        changed = sorted(
+            k for k in set(old) | set(info) if k != "device" and old.get(k) != info.get(k)
+        )
+        if changed:
+            raise ValueError(
+                f"{info_file}: these results were made with other settings ("
+                + ", ".join(f"{k}: {old.get(k)!r} now {info.get(k)!r}" for k in changed)
+                + "); use another --out or delete that folder"
+            )
+    atomic_write_text(info_file, json.dumps(info, indent=1))
     done = []
     todo = [
         s
