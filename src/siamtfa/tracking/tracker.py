@@ -30,7 +30,7 @@ from siamtfa.data import transforms as T
 from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.model import SiamTFA, build_model
 from siamtfa.tracking.selection import next_box
-from siamtfa.training.checkpoint import float_weights, load_checkpoint
+from siamtfa.training.checkpoint import load_checkpoint, load_model_weights
 
 MODES = ("online", "clip")
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_lite.pt"
@@ -57,7 +57,7 @@ def load_model(
     cfg = config_mod.from_dict(state["config"])
     cfg.model.backbone.weights = None  # the checkpoint holds every weight
     model = build_model(cfg)
-    model.load_state_dict(float_weights(state["model"]))
+    load_model_weights(model, state["model"], checkpoint)
     return model.to(device).eval(), cfg
 
 

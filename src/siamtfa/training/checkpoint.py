@@ -35,16 +35,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_model_weights(model: nn.Module, path: str | Path) -> None:
-    """Copy a checkpoint's model weights (fp16 ones cast back) into ``model``, strictly: a
-    checkpoint of another architecture raises an error naming the file."""
-    weights = float_weights(load_checkpoint(path)["model"])
+def load_model_weights(
+    model: nn.Module, weights: dict[str, torch.Tensor], source: str | Path
+) -> None:
+    """Copy a checkpoint's model weights (fp16 ones cast back) into ``model``, strictly: weights
+    of another architecture raise an error naming ``source``, the file they came from."""
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit this model: {err}") from err
-
-
-def float_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """fp32 copies of an (fp16 inference) state dict's floating-point tensors."""
-    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+        raise ValueError(f"{source}: weights do not fit this model: {err}") from err

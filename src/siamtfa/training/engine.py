@@ -213,7 +213,7 @@ def train(
         torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
     else:
         if tc.init:
-            load_model_weights(model, tc.init)
+            load_model_weights(model, load_checkpoint(tc.init)["model"], tc.init)
         torch.manual_seed(tc.seed * 1000 + rank)  # per-rank dropout / sampling randomness
     wrapped: nn.Module = model
     if world > 1:
