@@ -79,3 +79,47 @@ def test_export_writes_a_tuned_half_precision_checkpoint(tmp_path: Path, sequenc
     assert is_paper_rule(tracker.tracking) == (tuning["ao"] <= tuning["paper_rule_ao"])
     boxes, _ = tracker.track(seqs[0].frames, seqs[0].boxes[0])
     assert boxes.shape == (len(seqs[0]), 4) and np.isfinite(boxes).all()
+
+
+def test_export_keeps_the_search_region_that_tracks_best(
+    tmp_path: Path, sequences, capsys: pytest.CaptureFixture
+) -> None:
+    root, seqs = sequences
+    model = small_model().eval()
+    state = {"model": model.state_dict(), "config": to_dict(from_dict(SMALL))}
+    save_checkpoint(state, tmp_path / "last.pt")
+    out = tmp_path / "default.pt"
+    args = ["export", str(tmp_path / "last.pt"), str(out), "--tune", f"got10k={root}"]
+    assert siamtfa([*args, "--search-target-size", "0", "60", "--max-upsample", "1.5"]) == 0
+    exported = load_checkpoint(out)
+    scores = exported["tuning"]["search_target_size"]
+    assert set(scores) == {"0", "60"}
+    kept = exported["config"]["tracking"]
+    assert exported["config"]["tracking"]["max_upsample"] == 1.5
+    best = "0" if scores["0"] >= scores["60"] else "60"  # ties keep the value listed first
+    assert f"{kept['search_target_size']:g}" == best
+    # each score is the GOT-10k AO of that tracker run over the sequences: recompute one
+    cfg = from_dict(exported["config"])
+    tracker = Tracker(model, "online", "cpu", cfg.input, tracking=cfg.tracking)
+    ious = []
+    for s in seqs:
+        boxes = tracker.track(s.frames, s.boxes[0])[0]
+        seen = s.cover[1:] > 0  # GOT-10k scores visible frames only
+        ious += list(_iou(boxes[1:], s.boxes[1:], (128, 96))[seen])
+    assert np.mean(ious) == pytest.approx(scores[best], abs=1e-9)
+    no_tune = ["export", str(tmp_path / "last.pt"), str(out), "--search-target-size", "0", "9"]
+    assert siamtfa(no_tune) == 2
+    assert "need --tune" in capsys.readouterr().err
+
+
+def _iou(pred: np.ndarray, gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Naive IoU of x, y, w, h rows, both clipped to the ``(W, H)`` frame (GOT-10k's rule)."""
+    out = []
+    for p, g in zip(pred, gt):
+        a = [max(p[0], 0), max(p[1], 0), min(p[0] + p[2], size[0]), min(p[1] + p[3], size[1])]
+        b = [max(g[0], 0), max(g[1], 0), min(g[0] + g[2], size[0]), min(g[1] + g[3], size[1])]
+        iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+        area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+        out.append(iw * ih / (area - iw * ih) if area > iw * ih else 0.0)
+    return np.array(out)

@@ -223,6 +223,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         (args.width, args.height),
         textures=args.textures,
         temporal_stress=args.temporal_stress,
+        target_size=tuple(args.target_size),
     )
     print(f"{len(names)} sequences of {args.frames} frames in {args.out} (GOT-10k layout)")
     return 0
@@ -265,7 +266,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from siamtfa.data.datasets import read_dataset
     from siamtfa.tracking import Tracker, load_model
     from siamtfa.tracking.selection import is_paper_rule
-    from siamtfa.tracking.tuning import average_overlap, grid_search, record
+    from siamtfa.tracking.tuning import average_overlap, grid_search, record, tracking_ao
     from siamtfa.training.checkpoint import load_checkpoint, save_checkpoint
     from siamtfa.training.engine import parse_data_spec
 
@@ -286,12 +287,27 @@ def cmd_export(args: argparse.Namespace) -> int:
         if best_ao <= paper_ao:  # no gain on the validation set: keep the paper's rule
             cfg.tracking = config.TrackingConfig()
         info["tuning"] = {"on": args.tune, "ao": best_ao, "paper_rule_ao": paper_ao}
+    cfg.tracking.max_upsample = args.max_upsample
+    sizes = args.search_target_size
+    if len(sizes) > 1:  # the search region changes the RoIs: each value is tracked in full
+        if not args.tune:
+            raise ValueError("several --search-target-size values need --tune sequences")
+        scored = []
+        for px in sizes:
+            cfg.tracking.search_target_size = px
+            tracker = Tracker(model, "online", "cpu", cfg.input, tracking=cfg.tracking)
+            scored.append((tracking_ao(tracker, seqs), px))
+            print(f"{scored[-1][0]:6.3f}  search_target_size {px:g}")
+        sizes = [max(scored, key=lambda t: t[0])[1]]  # ties: the value listed first
+        info["tuning"]["search_target_size"] = {f"{px:g}": a for a, px in scored}
+    cfg.tracking.search_target_size = sizes[0]
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
         for k, v in model.state_dict().items()
     }
     save_checkpoint({"model": weights, "config": config.to_dict(cfg), **info}, args.out)
-    rule = "paper's rule" if is_paper_rule(cfg.tracking) else str(cfg.tracking)
+    paper = is_paper_rule(cfg.tracking) and not cfg.tracking.search_target_size
+    rule = str(cfg.tracking) + (" (the paper's rule)" if paper else "")
     size = Path(args.out).stat().st_size / 2**20
     print(f"wrote {args.out} ({size:.1f} MiB, selection: {rule})")
     return 0
@@ -385,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="faster motion (more blur) and more full occlusions",
     )
+    p.add_argument(
+        "--target-size",
+        type=float,
+        nargs=2,
+        default=(0.12, 0.3),
+        metavar=("MIN", "MAX"),
+        help="initial target sqrt(w*h) as a fraction of the frame's sqrt(W*H)",
+    )
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser("train", help="train (torchrun for several processes)")
@@ -419,6 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune",
         metavar="KIND=PATH",
         help="VALIDATION sequences to tune the box-selection prior on (never a test set)",
+    )
+    p.add_argument(
+        "--search-target-size",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        metavar="PX",
+        help="search region: target size in input pixels (0: whole frame, the paper); "
+        "several values: each is tracked on the --tune sequences and the best kept",
+    )
+    p.add_argument(
+        "--max-upsample", type=float, default=2.0, help="search region's largest enlargement"
     )
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.set_defaults(func=cmd_export)

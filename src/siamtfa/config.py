@@ -135,6 +135,12 @@ class TrackingConfig:
     window_sigma: float = 1.0  # std of the motion prior, in previous box sizes sqrt(w*h)
     scale_penalty: float = 0.0  # k in exp(-k * (size ratio - 1)) on each RoI score
     size_lr: float = 1.0  # fraction of the size change taken per frame
+    # Search region: 0 searches the whole frame resized to the input (the paper). Otherwise a
+    # frame is cropped around the last box and enlarged so that the target's sqrt(w*h) measures
+    # about this many input pixels (never less than the whole frame's scale, never more than
+    # max_upsample x the frame's own pixels); the input size, so the cost, stays the same.
+    search_target_size: float = 0.0
+    max_upsample: float = 2.0
 
 
 @dataclass

@@ -184,6 +184,7 @@ def render_sequence(
     size: tuple[int, int] = (320, 240),
     textures: TextureBank | None = None,
     temporal_stress: bool = False,
+    target_size: tuple[float, float] = (0.12, 0.3),
 ) -> SyntheticSequence:
     """Sequence ``index`` of the synthetic set ``seed``: fully determined by the pair (and the
     texture bank, whose real crops replace some procedural backgrounds and targets).
@@ -208,7 +209,7 @@ def render_sequence(
             clutter, None, spr.render(rng.uniform(-10, fw), rng.uniform(-10, fh), cw, ch, fh, fw)
         )
 
-    side = float(np.sqrt(fw * fh) * rng.uniform(0.12, 0.3))
+    side = float(np.sqrt(fw * fh) * rng.uniform(*target_size))
     aspect0 = float(np.exp(rng.uniform(-0.6, 0.6)))
     target_tex = textures.object(rng) if use_real_target else None
     ellipse = bool(rng.integers(2)) and target_tex is None
@@ -313,6 +314,7 @@ def make_synthetic(
     progress: bool = True,
     textures: str | Path | None = None,
     temporal_stress: bool = False,
+    target_size: tuple[float, float] = (0.12, 0.3),
 ) -> list[str]:
     """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder).
 
@@ -321,6 +323,8 @@ def make_synthetic(
     """
     from tqdm import tqdm
 
+    if not 0 < target_size[0] <= target_size[1] < 1:
+        raise ValueError(f"target_size must satisfy 0 < min <= max < 1, got {target_size}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [f"SYN-{seed}-{i:06d}" for i in range(sequences)]
@@ -329,6 +333,7 @@ def make_synthetic(
         folder = out / names[i]
         if (folder / "meta_info.ini").is_file():
             continue
-        write_got10k(render_sequence(seed, i, frames, size, bank, temporal_stress), folder)
+        seq = render_sequence(seed, i, frames, size, bank, temporal_stress, target_size)
+        write_got10k(seq, folder)
     atomic_write_text(out / "list.txt", "\n".join(names) + "\n")
     return names

@@ -64,3 +64,17 @@ def resize(rgb: np.ndarray, scale: float) -> np.ndarray:
     if size == (w, h):
         return rgb
     return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+
+
+def crop_resize(rgb: np.ndarray, region, cfg: InputConfig) -> np.ndarray:
+    """The frame part ``region`` (``scale, x0, y0``: input pixel = (pixel - x0) * scale) at the
+    whole frame's input size ``fit_scale * (W, H)``; the whole frame resized when ``x0 = y0 = 0``
+    and ``scale`` is that fit."""
+    h, w = rgb.shape[:2]
+    fit = fit_scale(w, h, cfg)
+    size = (max(1, round(w * fit)), max(1, round(h * fit)))
+    if region.x0 == 0 and region.y0 == 0 and region.scale == fit:
+        return resize(rgb, fit)
+    x0, y0 = region.x0, region.y0
+    box = (x0, y0, x0 + size[0] / region.scale, y0 + size[1] / region.scale)
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, box=box))

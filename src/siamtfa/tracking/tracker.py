@@ -11,14 +11,17 @@ Modes:
   and throughput): a box may depend on up to T-1 future frames. Only ``track`` supports it.
 
 The answer is the top-scoring RoI (the paper), or the RoI a checkpoint's ``tracking`` prior
-prefers (``siamtfa.tracking.selection``). Boxes are ``[x, y, w, h]``, 0-based, in the image's
-pixels; images are RGB (PIL or numpy), grayscale accepted.
+prefers (``siamtfa.tracking.selection``). The network sees the whole frame (the paper) or,
+with ``tracking.search_target_size``, a region around the last box enlarged so that a small
+target reaches the sizes it was trained on (``search_region``). Boxes are ``[x, y, w, h]``,
+0-based, in the image's pixels; images are RGB (PIL or numpy), grayscale accepted.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -59,6 +62,56 @@ def load_model(
     model = build_model(cfg)
     load_model_weights(model, state["model"], checkpoint)
     return model.to(device).eval(), cfg
+
+
+def _read(image) -> np.ndarray:
+    """RGB ``[H, W, 3]`` uint8 from a path, a video frame, a PIL image or an array."""
+    if isinstance(image, (str, Path, VideoFrame)):
+        image = read_frame(image)  # a corrupt file raises an error naming it
+    return T.to_rgb_array(image)
+
+
+class Region(NamedTuple):
+    """The part of a frame the network sees: input pixel = ``(image pixel - (x0, y0)) * scale``."""
+
+    scale: float
+    x0: float
+    y0: float
+
+    def to_image(self, boxes: np.ndarray) -> np.ndarray:
+        """``x1, y1, x2, y2`` boxes ``[..., 4]`` from input to image pixels."""
+        return boxes / self.scale + np.array([self.x0, self.y0, self.x0, self.y0])
+
+    def to_input(self, box: list[float]) -> list[list[float]]:
+        """One ``x1, y1, x2, y2`` box from image to input pixels, as a ``[1, 4]`` list."""
+        x1, y1, x2, y2 = box
+        s = self.scale
+        return [[(x1 - self.x0) * s, (y1 - self.y0) * s, (x2 - self.x0) * s, (y2 - self.y0) * s]]
+
+
+def search_region(
+    box: np.ndarray, frame_size: tuple[int, int], fit: float, cfg: TrackingConfig
+) -> Region:
+    """The region to search for the target last seen at ``box`` (x, y, w, h) in a ``(W, H)``
+    frame whose whole-frame input scale is ``fit``.
+
+    The region keeps the whole frame's input size (``W * fit`` x ``H * fit`` input pixels) at a
+    scale that makes the target measure ``cfg.search_target_size`` input pixels, clamped to
+    ``[fit, max(fit, cfg.max_upsample)]``; it is centred on the box and shifted to lie inside
+    the frame. With ``search_target_size = 0`` (or a target already as large) it is the frame.
+    """
+    width, height = frame_size
+    if cfg.search_target_size <= 0:
+        return Region(fit, 0.0, 0.0)
+    target = float(np.sqrt(max(box[2], 1.0) * max(box[3], 1.0)))
+    scale = min(max(cfg.search_target_size / target, fit), max(fit, cfg.max_upsample))
+    if scale <= fit:
+        return Region(fit, 0.0, 0.0)
+    crop_w, crop_h = width * fit / scale, height * fit / scale
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    x0 = float(np.clip(cx - crop_w / 2, 0.0, width - crop_w))
+    y0 = float(np.clip(cy - crop_h / 2, 0.0, height - crop_h))
+    return Region(scale, x0, y0)
 
 
 def _check_box(box, width: int, height: int) -> tuple[np.ndarray, list[float]]:
@@ -120,26 +173,32 @@ class Tracker:
         self.candidates: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros(0))
 
     # ---------------------------------------------------------------- preprocessing
-    def _prepare(self, image) -> tuple[Tensor, float, tuple[int, int]]:
-        """Normalised, resized, padded ``[1, 3, H', W']``, the scale, and ``(W, H)``."""
-        if isinstance(image, (str, Path, VideoFrame)):
-            image = read_frame(image)  # a corrupt file raises an error naming it
-        rgb = T.to_rgb_array(image)
+    def _region(self, width: int, height: int) -> Region:
+        """Where the next frame is looked at: around ``self.box`` (``TrackingConfig``)."""
+        fit = T.fit_scale(width, height, self.input_cfg)
+        return search_region(self.box, (width, height), fit, self.tracking)
+
+    def _prepare(self, image, region: Region | None = None) -> tuple[Tensor, Region, tuple]:
+        """Normalised, resized, padded ``[1, 3, H', W']`` of ``region`` (default: the whole
+        frame at the input's scale), the region, and the frame's ``(W, H)``."""
+        rgb = _read(image)
         h, w = rgb.shape[:2]
-        scale = T.fit_scale(w, h, self.input_cfg)
+        if region is None:
+            region = Region(T.fit_scale(w, h, self.input_cfg), 0.0, 0.0)
         t = T.pad_to_divisor(
-            T.normalize(T.resize(rgb, scale), self.input_cfg), self.input_cfg.size_divisor
+            T.normalize(T.crop_resize(rgb, region, self.input_cfg), self.input_cfg),
+            self.input_cfg.size_divisor,
         )
         dtype = next(self.model.parameters()).dtype
         t = t[None].to(self.device, dtype).contiguous(memory_format=self.memory_format)
-        return t, scale, (w, h)
+        return t, region, (w, h)
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def _answer(self, det: dict[str, Tensor], scale: float, size: tuple[int, int]) -> None:
+    def _answer(self, det: dict[str, Tensor], region: Region, size: tuple[int, int]) -> None:
         """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box."""
-        boxes = (det["boxes"].float().cpu() / scale).numpy()
+        boxes = region.to_image(det["boxes"].float().cpu().numpy())
         self.candidates = (boxes, det["scores"].float().cpu().numpy())
         if len(boxes):
             self.box = next_box(self.box, *self.candidates, self.tracking, size)
@@ -148,15 +207,16 @@ class Tracker:
     @torch.inference_mode()
     def init(self, image, box) -> None:
         """Cache the template feature of ``box`` (x, y, w, h) in ``image``; reset the stream."""
-        frame, scale, (w, h) = self._prepare(image)
-        box, inside = _check_box(box, w, h)
-        xyxy = torch.tensor([inside], device=self.device, dtype=frame.dtype) * scale
+        rgb = _read(image)
+        box, inside = _check_box(box, rgb.shape[1], rgb.shape[0])
+        self.box = box
+        frame, region, _ = self._prepare(rgb, self._region(rgb.shape[1], rgb.shape[0]))
+        xyxy = torch.tensor(region.to_input(inside), device=self.device, dtype=frame.dtype)
         with self._autocast():
             self.template = self.model.template_features(frame, xyxy)
             self.stream, self.stream_size = {}, frame.shape[-2:]
             if self.mode == "online":  # frame 0 fills the shift cache: frame 1's past
                 self.model.backbone(frame, 1, self.stream)
-        self.box = box
 
     @torch.inference_mode()
     def update(self, image) -> np.ndarray:
@@ -165,12 +225,13 @@ class Tracker:
             raise RuntimeError("call init(image, box) before update(image)")
         if self.mode != "online":
             raise RuntimeError("clip mode needs future frames: use track(img_files, box)")
-        frame, scale, size = self._prepare(image)
+        rgb = _read(image)
+        frame, region, size = self._prepare(rgb, self._region(rgb.shape[1], rgb.shape[0]))
         if frame.shape[-2:] != self.stream_size:
             self.stream, self.stream_size = {}, frame.shape[-2:]  # size changed: no valid past
         with self._autocast():
             det = self.model.forward_search(self.template, frame, 1, stream=self.stream)[0]
-        self._answer(det, scale, size)
+        self._answer(det, region, size)
         return self.box.copy()
 
     def track(self, img_files: list, box, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -197,15 +258,17 @@ class Tracker:
 
     @torch.inference_mode()
     def _track_clip(self, images: list) -> np.ndarray:
-        prepared = [self._prepare(im) for im in images]
-        size = prepared[0][2]
-        if any(p[2] != size for p in prepared):
+        rgbs = [_read(im) for im in images]
+        h, w = rgbs[0].shape[:2]
+        if any(r.shape[:2] != (h, w) for r in rgbs):
             raise ValueError("clip mode needs frames of one size within a clip")
+        region = self._region(w, h)  # one region for the clip: around the box before it
+        prepared = [self._prepare(r, region) for r in rgbs]
         frames = torch.cat([p[0] for p in prepared])
         with self._autocast():
             dets = self.model.forward_search(self.template, frames, len(images))
         out = []
-        for det, (_, scale, sz) in zip(dets, prepared):
-            self._answer(det, scale, sz)
+        for det in dets:
+            self._answer(det, region, (w, h))
             out.append(self.box.copy())
         return np.stack(out)

@@ -80,6 +80,21 @@ def average_overlap(recorded: list[RecordedSequence], cfg: TrackingConfig) -> fl
     ).ao
 
 
+def tracking_ao(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -> float:
+    """GOT-10k AO of ``tracker`` run in full over ``sequences`` (for what replay cannot
+    answer, such as the search region, whose crops follow the boxes chosen before)."""
+    boxes = {
+        s.name: tracker.track(s.frames, s.boxes[0])[0]
+        for s in tqdm(sequences, desc="track", disable=not progress)
+    }
+    return got10k_metrics(
+        boxes,
+        {s.name: s.boxes for s in sequences},
+        {s.name: cover_of(s) for s in sequences},
+        {s.name: frame_size(s) for s in sequences},
+    ).ao
+
+
 def grid_search(
     recorded: list[RecordedSequence],
     grid: dict[str, tuple[float, ...]] | None = None,

@@ -1,0 +1,96 @@
+"""The optional search region (``TrackingConfig.search_target_size``): region geometry against
+hand-computed values, the crop against array slicing, and the tracker's coordinate mapping
+with a model whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from siamtfa.config import InputConfig, TrackingConfig
+from siamtfa.data.transforms import crop_resize
+from siamtfa.tracking import Tracker
+from siamtfa.tracking.tracker import Region, search_region
+
+from .conftest import small_model
+
+ZOOM = TrackingConfig(search_target_size=40.0, max_upsample=2.0)
+INPUT = InputConfig(max_size=320, min_size=240)  # a 640x480 frame fits at scale 0.5
+
+
+def test_whole_frame_when_off_or_target_large_enough() -> None:
+    box = np.array([300.0, 200.0, 20.0, 20.0])
+    assert search_region(box, (640, 480), 0.5, TrackingConfig()) == Region(0.5, 0.0, 0.0)
+    big = np.array([100.0, 100.0, 100.0, 100.0])  # 100 px * 0.5 = 50 >= 40 input px
+    assert search_region(big, (640, 480), 0.5, ZOOM) == Region(0.5, 0.0, 0.0)
+
+
+def test_region_by_hand() -> None:
+    # target sqrt(20*20) = 20 px -> scale 40/20 = 2 (= max_upsample); the region is the
+    # 320x240 input / 2 = 160x120 frame pixels centred on (310, 210)
+    r = search_region(np.array([300.0, 200.0, 20.0, 20.0]), (640, 480), 0.5, ZOOM)
+    assert r == pytest.approx(Region(2.0, 230.0, 150.0))
+    # 5 px target: capped at 2x upsampling
+    r = search_region(np.array([300.0, 200.0, 5.0, 5.0]), (640, 480), 0.5, ZOOM)
+    assert r.scale == pytest.approx(2.0)
+    # 32 px target: scale 1.25, region 256x192 centred on (316, 216)
+    r = search_region(np.array([300.0, 200.0, 32.0, 32.0]), (640, 480), 0.5, ZOOM)
+    assert r == pytest.approx(Region(1.25, 316 - 128, 216 - 96))
+    # near the corner the region is shifted inside the frame
+    r = search_region(np.array([630.0, 470.0, 20.0, 20.0]), (640, 480), 0.5, ZOOM)
+    assert r == pytest.approx(Region(2.0, 480.0, 360.0))
+    r = search_region(np.array([-5.0, -5.0, 20.0, 20.0]), (640, 480), 0.5, ZOOM)
+    assert r == pytest.approx(Region(2.0, 0.0, 0.0))
+
+
+def test_crop_resize_is_the_slice_at_unit_scale() -> None:
+    rgb = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    out = crop_resize(rgb, Region(1.0, 100.0, 50.0), INPUT)
+    np.testing.assert_array_equal(out, rgb[50:290, 100:420])
+    # bilinear interpolation of a linear ramp is exact: output pixel (u, v) samples the frame at
+    # x0 + (u + 0.5) / s - 0.5 (pixel centres), so a 2x region is checked against the formula
+    y, x = np.mgrid[0:480, 0:640].astype(float)
+    ramp = np.repeat((0.2 * x + 0.2 * y)[..., None], 3, 2)
+    out = crop_resize(np.round(ramp).astype(np.uint8), Region(2.0, 100.0, 50.0), INPUT)
+    v, u = np.mgrid[0:240, 0:320].astype(float)
+    ref = 0.2 * (100 + (u + 0.5) / 2 - 0.5) + 0.2 * (50 + (v + 0.5) / 2 - 0.5)
+    assert out.shape == (240, 320, 3)
+    assert np.abs(out[..., 0] - ref).max() <= 1.0  # the ramp's own rounding to uint8
+
+
+def test_region_round_trip() -> None:
+    r = Region(2.5, 31.0, 17.0)
+    box = [40.0, 20.0, 70.0, 90.0]
+    back = r.to_image(np.array(r.to_input(box)))
+    np.testing.assert_allclose(back[0], box)
+
+
+def test_tracker_maps_template_and_answers_through_the_region() -> None:
+    """A model that answers a fixed input-pixel box: the tracker's box is that box mapped
+    through the region it chose, and the template box it was given is the initial box mapped in."""
+    model = small_model().eval()
+    seen: dict[str, list] = {"template": [], "frames": []}
+    answer = torch.tensor([[60.0, 50.0, 100.0, 90.0]])  # input pixels
+
+    def template_features(images, boxes):
+        seen["template"].append(boxes.tolist())
+        return torch.zeros(len(boxes), 8, 7, 7)
+
+    def forward_search(template, images, clip_len=1, stream=None):
+        seen["frames"].append(images.shape)
+        det = {"box": answer[0], "score": torch.tensor(0.9), "boxes": answer}
+        return [{**det, "scores": torch.tensor([0.9])}] * images.shape[0]
+
+    model.template_features = template_features
+    model.forward_search = forward_search
+    tracker = Tracker(model, "online", "cpu", INPUT, tracking=ZOOM)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    tracker.init(frame, [300.0, 200.0, 20.0, 20.0])  # region: scale 2 at (230, 150)
+    np.testing.assert_allclose(seen["template"][0], [[140.0, 100.0, 180.0, 140.0]])
+    box = tracker.update(frame)
+    # input (60, 50)-(100, 90) / 2 + (230, 150) = (260, 175)-(280, 195)
+    np.testing.assert_allclose(box, [260.0, 175.0, 20.0, 20.0])
+    assert tuple(seen["frames"][0][-2:]) == (256, 320)  # the input size of the whole frame
+    # the next region follows the new box: centre (270, 185) -> (190, 125)
+    assert search_region(box, (640, 480), 0.5, ZOOM) == pytest.approx(Region(2.0, 190.0, 125.0))
