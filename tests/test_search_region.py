@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from siamtfa.config import InputConfig, TrackingConfig
-from siamtfa.data.transforms import crop_resize
+from siamtfa.data.transforms import Region, crop_resize
 from siamtfa.tracking import Tracker
-from siamtfa.tracking.tracker import Region, search_region
+from siamtfa.tracking.tracker import search_region
 
 from .conftest import small_model
 

@@ -174,3 +174,16 @@ def test_temporal_stress_means_more_occlusion() -> None:
     stress = [render_sequence(7, i, 60, temporal_stress=True) for i in range(6)]
     assert sum((s.cover < 8).sum() for s in stress) > 1.3 * sum((s.cover < 8).sum() for s in normal)
     assert sum(s.absence.sum() for s in stress) > sum(s.absence.sum() for s in normal)
+
+
+def test_target_size_bounds_the_initial_box(tmp_path: Path) -> None:
+    # the first frame's size is sqrt(W*H) * U(min, max), up to the first step of the scale walk
+    # (well under 3 %) and rounding to whole pixels
+    frame = np.sqrt(640 * 480)
+    for lo, hi in ((0.04, 0.05), (0.12, 0.3)):
+        for i in range(6):
+            seq = render_sequence(11, i, 2, (640, 480), target_size=(lo, hi))
+            side = np.sqrt(seq.boxes[0, 2] * seq.boxes[0, 3])
+            assert 0.97 * lo * frame - 1 <= side <= 1.03 * hi * frame + 1, (lo, hi, side)
+    with pytest.raises(ValueError, match="target_size"):
+        make_synthetic(tmp_path, 1, 2, seed=0, target_size=(0.3, 0.1), progress=False)

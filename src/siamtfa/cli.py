@@ -289,18 +289,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         info["tuning"] = {"on": args.tune, "ao": best_ao, "paper_rule_ao": paper_ao}
     cfg.tracking.max_upsample = args.max_upsample
     sizes = args.search_target_size
+    best_size = sizes[0]
     if len(sizes) > 1:  # the search region changes the RoIs: each value is tracked in full
         if not args.tune:
             raise ValueError("several --search-target-size values need --tune sequences")
-        scored = []
+        scores = {}
         for px in sizes:
             cfg.tracking.search_target_size = px
             tracker = Tracker(model, "online", "cpu", cfg.input, tracking=cfg.tracking)
-            scored.append((tracking_ao(tracker, seqs), px))
-            print(f"{scored[-1][0]:6.3f}  search_target_size {px:g}")
-        sizes = [max(scored, key=lambda t: t[0])[1]]  # ties: the value listed first
-        info["tuning"]["search_target_size"] = {f"{px:g}": a for a, px in scored}
-    cfg.tracking.search_target_size = sizes[0]
+            scores[px] = tracking_ao(tracker, seqs)
+            print(f"{scores[px]:6.3f}  search_target_size {px:g}")
+        best_size = max(scores, key=scores.get)  # ties: the value listed first
+        info["tuning"]["search_target_size"] = {f"{px:g}": ao for px, ao in scores.items()}
+    cfg.tracking.search_target_size = best_size
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
         for k, v in model.state_dict().items()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from PIL import Image
@@ -66,10 +68,28 @@ def resize(rgb: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
 
 
-def crop_resize(rgb: np.ndarray, region, cfg: InputConfig) -> np.ndarray:
+class Region(NamedTuple):
+    """The part of a frame the network sees: input pixel = ``(image pixel - (x0, y0)) * scale``."""
+
+    scale: float
+    x0: float
+    y0: float
+
+    def to_image(self, boxes: np.ndarray) -> np.ndarray:
+        """``x1, y1, x2, y2`` boxes ``[..., 4]`` from input to image pixels."""
+        return boxes / self.scale + np.array([self.x0, self.y0, self.x0, self.y0])
+
+    def to_input(self, box: list[float]) -> list[list[float]]:
+        """One ``x1, y1, x2, y2`` box from image to input pixels, as a ``[1, 4]`` list."""
+        x1, y1, x2, y2 = box
+        s = self.scale
+        return [[(x1 - self.x0) * s, (y1 - self.y0) * s, (x2 - self.x0) * s, (y2 - self.y0) * s]]
+
+
+def crop_resize(rgb: np.ndarray, region: Region, cfg: InputConfig) -> np.ndarray:
     """The frame part ``region`` (``scale, x0, y0``: input pixel = (pixel - x0) * scale) at the
     whole frame's input size ``fit_scale * (W, H)``; the whole frame resized when ``x0 = y0 = 0``
-    and ``scale`` is that fit."""
+    and ``scale`` is that fit (exactly ``resize``: the box would differ by the rounding)."""
     h, w = rgb.shape[:2]
     fit = fit_scale(w, h, cfg)
     size = (max(1, round(w * fit)), max(1, round(h * fit)))

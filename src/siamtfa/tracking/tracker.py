@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -71,27 +70,9 @@ def _read(image) -> np.ndarray:
     return T.to_rgb_array(image)
 
 
-class Region(NamedTuple):
-    """The part of a frame the network sees: input pixel = ``(image pixel - (x0, y0)) * scale``."""
-
-    scale: float
-    x0: float
-    y0: float
-
-    def to_image(self, boxes: np.ndarray) -> np.ndarray:
-        """``x1, y1, x2, y2`` boxes ``[..., 4]`` from input to image pixels."""
-        return boxes / self.scale + np.array([self.x0, self.y0, self.x0, self.y0])
-
-    def to_input(self, box: list[float]) -> list[list[float]]:
-        """One ``x1, y1, x2, y2`` box from image to input pixels, as a ``[1, 4]`` list."""
-        x1, y1, x2, y2 = box
-        s = self.scale
-        return [[(x1 - self.x0) * s, (y1 - self.y0) * s, (x2 - self.x0) * s, (y2 - self.y0) * s]]
-
-
 def search_region(
     box: np.ndarray, frame_size: tuple[int, int], fit: float, cfg: TrackingConfig
-) -> Region:
+) -> T.Region:
     """The region to search for the target last seen at ``box`` (x, y, w, h) in a ``(W, H)``
     frame whose whole-frame input scale is ``fit``.
 
@@ -102,16 +83,16 @@ def search_region(
     """
     width, height = frame_size
     if cfg.search_target_size <= 0:
-        return Region(fit, 0.0, 0.0)
+        return T.Region(fit, 0.0, 0.0)
     target = float(np.sqrt(max(box[2], 1.0) * max(box[3], 1.0)))
     scale = min(max(cfg.search_target_size / target, fit), max(fit, cfg.max_upsample))
     if scale <= fit:
-        return Region(fit, 0.0, 0.0)
+        return T.Region(fit, 0.0, 0.0)
     crop_w, crop_h = width * fit / scale, height * fit / scale
     cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
     x0 = float(np.clip(cx - crop_w / 2, 0.0, width - crop_w))
     y0 = float(np.clip(cy - crop_h / 2, 0.0, height - crop_h))
-    return Region(scale, x0, y0)
+    return T.Region(scale, x0, y0)
 
 
 def _check_box(box, width: int, height: int) -> tuple[np.ndarray, list[float]]:
@@ -173,18 +154,18 @@ class Tracker:
         self.candidates: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros(0))
 
     # ---------------------------------------------------------------- preprocessing
-    def _region(self, width: int, height: int) -> Region:
+    def _region(self, width: int, height: int) -> T.Region:
         """Where the next frame is looked at: around ``self.box`` (``TrackingConfig``)."""
         fit = T.fit_scale(width, height, self.input_cfg)
         return search_region(self.box, (width, height), fit, self.tracking)
 
-    def _prepare(self, image, region: Region | None = None) -> tuple[Tensor, Region, tuple]:
+    def _prepare(self, image, region: T.Region | None = None) -> tuple[Tensor, T.Region, tuple]:
         """Normalised, resized, padded ``[1, 3, H', W']`` of ``region`` (default: the whole
         frame at the input's scale), the region, and the frame's ``(W, H)``."""
         rgb = _read(image)
         h, w = rgb.shape[:2]
         if region is None:
-            region = Region(T.fit_scale(w, h, self.input_cfg), 0.0, 0.0)
+            region = T.Region(T.fit_scale(w, h, self.input_cfg), 0.0, 0.0)
         t = T.pad_to_divisor(
             T.normalize(T.crop_resize(rgb, region, self.input_cfg), self.input_cfg),
             self.input_cfg.size_divisor,
@@ -196,7 +177,7 @@ class Tracker:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def _answer(self, det: dict[str, Tensor], region: Region, size: tuple[int, int]) -> None:
+    def _answer(self, det: dict[str, Tensor], region: T.Region, size: tuple[int, int]) -> None:
         """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box."""
         boxes = region.to_image(det["boxes"].float().cpu().numpy())
         self.candidates = (boxes, det["scores"].float().cpu().numpy())
