@@ -187,3 +187,31 @@ def test_target_size_bounds_the_initial_box(tmp_path: Path) -> None:
             assert 0.97 * lo * frame - 1 <= side <= 1.03 * hi * frame + 1, (lo, hi, side)
     with pytest.raises(ValueError, match="target_size"):
         make_synthetic(tmp_path, 1, 2, seed=0, target_size=(0.3, 0.1), progress=False)
+
+
+def _centre_path(seq) -> np.ndarray:
+    centre = seq.boxes[:, :2] + seq.boxes[:, 2:] / 2
+    return centre - centre[0]
+
+
+def test_motion_scales_the_target_path(tmp_path: Path) -> None:
+    # the walk is linear in its step: a factor k moves the centre k times as far from its start
+    # (up to rounding the box to whole pixels, +-0.5 px per centre); sizes are unchanged.
+    # Paths short enough (20 frames) not to reach the border, where the centre is clamped.
+    factors = []
+    for i in range(4):
+        base = render_sequence(13, i, 20, (640, 480))
+        fast = render_sequence(13, i, 20, (640, 480), motion=(3.0, 3.0))
+        ranged = render_sequence(13, i, 20, (640, 480), motion=(1.0, 2.0))
+        path = _centre_path(base)
+        assert np.abs(path).max() > 10  # moves enough to tell
+        np.testing.assert_allclose(_centre_path(fast), 3 * path, atol=4.0)
+        np.testing.assert_allclose(fast.boxes[:, 2:], base.boxes[:, 2:], atol=1.0)
+        # (1, 2): one factor per sequence, within the range
+        k = float(np.sum(_centre_path(ranged) * path) / np.sum(path * path))
+        assert 0.95 < k < 2.05, k
+        np.testing.assert_allclose(_centre_path(ranged), k * path, atol=4.0)
+        factors.append(k)
+    assert max(factors) - min(factors) > 0.1
+    with pytest.raises(ValueError, match="motion"):
+        make_synthetic(tmp_path, 1, 2, seed=0, motion=(2.0, 1.0), progress=False)

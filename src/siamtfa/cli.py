@@ -224,6 +224,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         textures=args.textures,
         temporal_stress=args.temporal_stress,
         target_size=tuple(args.target_size),
+        motion=tuple(args.motion),
     )
     print(f"{len(names)} sequences of {args.frames} frames in {args.out} (GOT-10k layout)")
     return 0
@@ -274,12 +275,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.checkpoint)
     info = {"source": str(args.checkpoint), "iteration": source.get("iteration")}
     if args.tune:
-        kind, path, _ = parse_data_spec(args.tune)
-        seqs = read_dataset("got10k" if kind == "synthetic" else kind, path)
+        seqs = []
+        for spec in args.tune:
+            kind, path, _ = parse_data_spec(spec)
+            seqs += read_dataset("got10k" if kind == "synthetic" else kind, path)
+        names = [s.name for s in seqs]
+        if len(set(names)) < len(names):  # AO is pooled over frames keyed by sequence name
+            raise ValueError(f"--tune sets share sequence names: {' '.join(args.tune)}")
         recorded = record(Tracker(model, "online", "cpu", cfg.input), seqs)
         ranked = grid_search(recorded)
         paper_ao = average_overlap(recorded, config.TrackingConfig())
-        print(f"{'AO':>6}  selection (tuned on {args.tune}, {len(seqs)} sequences)")
+        print(f"{'AO':>6}  selection (tuned on {' '.join(args.tune)}, {len(seqs)} sequences)")
         for ao, setting in ranked[:5]:
             print(f"{ao:6.3f}  {setting}")
         print(f"{paper_ao:6.3f}  the paper's rule (top-scoring RoI)")
@@ -410,6 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("MIN", "MAX"),
         help="initial target sqrt(w*h) as a fraction of the frame's sqrt(W*H)",
     )
+    p.add_argument(
+        "--motion",
+        type=float,
+        nargs=2,
+        default=(1.0, 1.0),
+        metavar=("MIN", "MAX"),
+        help="speed factor per sequence, drawn log-uniformly (real video: about 1 10)",
+    )
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser("train", help="train (torchrun for several processes)")
@@ -442,8 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="where to write it")
     p.add_argument(
         "--tune",
+        nargs="+",
         metavar="KIND=PATH",
-        help="VALIDATION sequences to tune the box-selection prior on (never a test set)",
+        help="VALIDATION sets to tune the box-selection prior on, pooled (never a test set)",
     )
     p.add_argument(
         "--search-target-size",

@@ -30,7 +30,7 @@ class SyntheticSequence:
     visible_masks: list[np.ndarray]  # [H, W] bool: target pixels not hidden by occluders
 
 
-def _rng(seed: int, index: int) -> np.random.Generator:
+def _rng(seed: int, index: int | str) -> np.random.Generator:
     digest = hashlib.sha256(f"siamtfa-synthetic:{seed}:{index}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
@@ -185,14 +185,19 @@ def render_sequence(
     textures: TextureBank | None = None,
     temporal_stress: bool = False,
     target_size: tuple[float, float] = (0.12, 0.3),
+    motion: tuple[float, float] = (1.0, 1.0),
 ) -> SyntheticSequence:
     """Sequence ``index`` of the synthetic set ``seed``: fully determined by the pair (and the
     texture bank, whose real crops replace some procedural backgrounds and targets).
 
     ``temporal_stress`` makes frames that single-frame trackers find hard: faster motion (so
-    more motion blur) and 2-4 occluders per sequence (more full occlusions)."""
+    more motion blur) and 2-4 occluders per sequence (more full occlusions). ``motion`` scales
+    the speed by a per-sequence factor drawn log-uniformly from ``[min, max]`` (real video moves
+    faster than the default: its own stream of random numbers, so the rest of the sequence is
+    the same as with the default ``(1, 1)``)."""
     rng = _rng(seed, index)
-    motion = 1.6 if temporal_stress else 1.0
+    speed_up = float(np.exp(_rng(seed, f"{index}:motion").uniform(*np.log(motion))))
+    speed_up *= 1.6 if temporal_stress else 1.0
     occluder_range = (2, 5) if temporal_stress else (0, 3)
     fw, fh = size
     use_real_background = textures is not None and rng.random() < 0.75
@@ -217,8 +222,8 @@ def render_sequence(
         target_tex = _pattern_texture(rng, 64, 64)
     target = _Sprite(target_tex, ellipse)
     n = num_frames
-    cx = fw / 2 + rng.uniform(-0.25, 0.25) * fw + _smooth_walk(rng, n, fw * 0.02 * motion)
-    cy = fh / 2 + rng.uniform(-0.25, 0.25) * fh + _smooth_walk(rng, n, fh * 0.02 * motion)
+    cx = fw / 2 + rng.uniform(-0.25, 0.25) * fw + _smooth_walk(rng, n, fw * 0.02 * speed_up)
+    cy = fh / 2 + rng.uniform(-0.25, 0.25) * fh + _smooth_walk(rng, n, fh * 0.02 * speed_up)
     log_scale = np.clip(_smooth_walk(rng, n, 0.012), -0.7, 0.7)
     log_aspect = np.clip(_smooth_walk(rng, n, 0.008), -0.4, 0.4)
     tw = side * np.sqrt(aspect0) * np.exp(log_scale + log_aspect / 2)
@@ -315,6 +320,7 @@ def make_synthetic(
     textures: str | Path | None = None,
     temporal_stress: bool = False,
     target_size: tuple[float, float] = (0.12, 0.3),
+    motion: tuple[float, float] = (1.0, 1.0),
 ) -> list[str]:
     """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder).
 
@@ -325,6 +331,8 @@ def make_synthetic(
 
     if not 0 < target_size[0] <= target_size[1] < 1:
         raise ValueError(f"target_size must satisfy 0 < min <= max < 1, got {target_size}")
+    if not 0 < motion[0] <= motion[1]:
+        raise ValueError(f"motion must satisfy 0 < min <= max, got {motion}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [f"SYN-{seed}-{i:06d}" for i in range(sequences)]
@@ -333,7 +341,7 @@ def make_synthetic(
         folder = out / names[i]
         if (folder / "meta_info.ini").is_file():
             continue
-        seq = render_sequence(seed, i, frames, size, bank, temporal_stress, target_size)
+        seq = render_sequence(seed, i, frames, size, bank, temporal_stress, target_size, motion)
         write_got10k(seq, folder)
     atomic_write_text(out / "list.txt", "\n".join(names) + "\n")
     return names
