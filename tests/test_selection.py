@@ -11,13 +11,16 @@ import torch
 from siamtfa.config import TrackingConfig
 from siamtfa.tracking.selection import is_paper_rule, select_box
 
-PRIOR = TrackingConfig(window_influence=0.4, window_sigma=0.8, scale_penalty=0.3, size_lr=0.6)
+PRIOR = TrackingConfig(
+    window_influence=0.4, window_sigma=0.8, window_lead=0.7, scale_penalty=0.3, size_lr=0.6
+)
 
 
-def naive_select(boxes, scores, prev, cfg: TrackingConfig) -> list[float]:
+def naive_select(boxes, scores, prev, cfg: TrackingConfig, velocity=(0.0, 0.0)) -> list[float]:
     pw, ph = max(prev[2] - prev[0], 1.0), max(prev[3] - prev[1], 1.0)
     ps = math.sqrt(pw * ph)
-    pcx, pcy = (prev[0] + prev[2]) / 2, (prev[1] + prev[3]) / 2
+    pcx = (prev[0] + prev[2]) / 2 + cfg.window_lead * velocity[0]
+    pcy = (prev[1] + prev[3]) / 2 + cfg.window_lead * velocity[1]
     best, best_rank = 0, -math.inf
     for i, (b, s) in enumerate(zip(boxes, scores)):
         size = math.sqrt((b[2] - b[0]) * (b[3] - b[1]))
@@ -55,8 +58,9 @@ def test_prior_matches_a_loop_over_the_formula(seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     boxes, scores = random_boxes(30, gen), torch.rand(30, generator=gen, dtype=torch.float64)
     prev = random_boxes(1, gen)[0]
-    out = select_box(boxes, scores, prev, PRIOR)
-    ref = naive_select(boxes.tolist(), scores.tolist(), prev.tolist(), PRIOR)
+    velocity = (torch.rand(2, generator=gen, dtype=torch.float64) - 0.5) * 60
+    out = select_box(boxes, scores, prev, PRIOR, velocity)
+    ref = naive_select(boxes.tolist(), scores.tolist(), prev.tolist(), PRIOR, velocity.tolist())
     torch.testing.assert_close(out, torch.tensor(ref, dtype=torch.float64), rtol=0, atol=1e-9)
 
 
@@ -77,6 +81,14 @@ def test_hand_computed_cases() -> None:
     # size_lr 0.25: centre of the winner, size 20 + 0.25 * (40 - 20) = 25
     out = select_box(torch.tensor([big]), torch.tensor([1.0]), prev, TrackingConfig(size_lr=0.25))
     assert out.tolist() == [97.5, 97.5, 122.5, 122.5]
+    # window_lead 1 with the last motion (-50, -50): the window sits at (60, 60), so a box
+    # there (score 0.5) beats the one at the last place (0.8):
+    # 0.2*0.5 + 0.8*1 = 0.9 > 0.2*0.8 + 0.8*exp(-0.5*(70.7/20)^2) = 0.16 + 0.8*0.0019
+    ahead = [50.0, 50.0, 70.0, 70.0]
+    lead = TrackingConfig(window_influence=0.8, window_sigma=1.0, window_lead=1.0)
+    boxes, scores = torch.tensor([prev.tolist(), ahead]), torch.tensor([0.8, 0.5])
+    assert select_box(boxes, scores, prev, lead, torch.tensor([-50.0, -50.0])).tolist() == ahead
+    assert select_box(boxes, scores, prev, lead).tolist() == prev.tolist()  # no motion known
 
 
 def test_no_candidate_keeps_the_previous_box() -> None:

@@ -110,7 +110,9 @@ def test_selection_prior_is_applied_to_the_ranked_rois(tmp_path: Path) -> None:
     from siamtfa.tracking.selection import select_box
     from siamtfa.training.checkpoint import save_checkpoint
 
-    prior = TrackingConfig(window_influence=0.7, window_sigma=0.5, scale_penalty=0.5, size_lr=0.5)
+    prior = TrackingConfig(
+        window_influence=0.7, window_sigma=0.5, window_lead=1.0, scale_penalty=0.5, size_lr=0.5
+    )
     cfg = from_dict(
         {"preset": "lite", "input": {"max_size": 128, "min_size": 96}, "tracking": vars(prior)}
     )
@@ -120,13 +122,19 @@ def test_selection_prior_is_applied_to_the_ranked_rois(tmp_path: Path) -> None:
     assert tracker.tracking == prior  # the checkpoint's choice rule
     video = frames(5)
     tracker.init(video[0], BOX)
-    moved = 0
+    moved, history = 0, [np.asarray(BOX, np.float64)]
     for frame in video[1:]:
-        x, y, w, h = tracker.box
+        x, y, w, h = history[-1]
         previous = torch.tensor([x, y, x + w, y + h], dtype=torch.float64)
+        velocity = None  # the last answer's centre displacement (none for frame 1)
+        if len(history) > 1:
+            velocity = torch.from_numpy(
+                history[-1][:2] + history[-1][2:] / 2 - history[-2][:2] - history[-2][2:] / 2
+            )
         tracker.update(frame)
+        history.append(tracker.box.copy())
         boxes, scores = (torch.from_numpy(a).double() for a in tracker.candidates)
-        expected = select_box(boxes, scores, previous, prior).clamp(min=0)
+        expected = select_box(boxes, scores, previous, prior, velocity).clamp(min=0)
         expected[2:] = torch.minimum(expected[2:], torch.tensor([128.0, 96.0], dtype=torch.float64))
         np.testing.assert_allclose(tracker.box, xyxy_to_xywh(expected).numpy(), atol=1e-4)
         moved += not np.allclose(tracker.box, xyxy_to_xywh(boxes[0]).numpy(), atol=1e-3)

@@ -21,7 +21,9 @@ from siamtfa.training.checkpoint import load_checkpoint, save_checkpoint
 from .conftest import small_model
 
 SMALL = {"preset": "lite", "input": {"max_size": 128, "min_size": 96}}
-PRIOR = TrackingConfig(window_influence=0.5, window_sigma=1.0, scale_penalty=0.3, size_lr=0.5)
+PRIOR = TrackingConfig(
+    window_influence=0.5, window_sigma=1.0, window_lead=1.0, scale_penalty=0.3, size_lr=0.5
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,22 @@ def test_grid_search_finds_the_motion_prior_a_distractor_needs() -> None:
     assert [ao for ao, _ in ranked] == sorted((ao for ao, _ in ranked), reverse=True)
 
 
+def test_grid_search_finds_the_lead_a_fast_target_needs() -> None:
+    # the target runs right by 1.5 box sizes a frame; from frame 2 on, a look-alike scoring
+    # higher sits where the target was a frame earlier: only a window that leads by the last
+    # motion keeps the target
+    n = 20
+    truth = np.array([[20.0 + 30 * t, 40.0, 20.0, 20.0] for t in range(n)])
+    xyxy = np.concatenate([truth[:, :2], truth[:, :2] + truth[:, 2:]], axis=1)
+    candidates = [(xyxy[1:2], np.array([0.8]))]
+    candidates += [(np.stack([xyxy[t - 1], xyxy[t]]), np.array([0.9, 0.8])) for t in range(2, n)]
+    rec = RecordedSequence("run", truth, np.full(n, 8), (640, 240), candidates)
+    ranked = grid_search([rec], progress=False)
+    best_ao, best = ranked[0]
+    assert best_ao == pytest.approx(1.0) and best.window_lead > 0
+    assert max(ao for ao, cfg in ranked if cfg.window_lead == 0) < 0.2
+
+
 def test_export_writes_a_tuned_half_precision_checkpoint(tmp_path: Path, sequences) -> None:
     root, seqs = sequences
     model = small_model().eval()
@@ -79,6 +97,31 @@ def test_export_writes_a_tuned_half_precision_checkpoint(tmp_path: Path, sequenc
     assert is_paper_rule(tracker.tracking) == (tuning["ao"] <= tuning["paper_rule_ao"])
     boxes, _ = tracker.track(seqs[0].frames, seqs[0].boxes[0])
     assert boxes.shape == (len(seqs[0]), 4) and np.isfinite(boxes).all()
+
+
+def test_export_pools_several_tune_sets(
+    tmp_path: Path, sequences, capsys: pytest.CaptureFixture
+) -> None:
+    root, seqs = sequences
+    other = tmp_path / "other"
+    make_synthetic(other, 2, 6, seed=32, size=(128, 96), progress=False)
+    model = small_model().eval()
+    save_checkpoint(
+        {"model": model.state_dict(), "config": to_dict(from_dict(SMALL))}, tmp_path / "last.pt"
+    )
+    out = tmp_path / "default.pt"
+    args = ["export", str(tmp_path / "last.pt"), str(out), "--tune"]
+    assert siamtfa([*args, f"got10k={root}", f"synthetic={other}"]) == 0
+    tuning = load_checkpoint(out)["tuning"]
+    assert tuning["on"] == [f"got10k={root}", f"synthetic={other}"]
+    # the tuned AO is the best replay AO over the four sequences together
+    pooled = seqs + read_dataset("got10k", other)
+    recorded = record(Tracker(model, "online", "cpu", from_dict(SMALL).input), pooled, False)
+    assert tuning["ao"] == pytest.approx(grid_search(recorded, progress=False)[0][0], abs=1e-9)
+    assert tuning["paper_rule_ao"] == pytest.approx(average_overlap(recorded, TrackingConfig()))
+    # the same set twice would count its frames twice
+    assert siamtfa([*args, f"got10k={root}", f"got10k={root}"]) == 2
+    assert "share sequence names" in capsys.readouterr().err
 
 
 def test_export_keeps_the_search_region_that_tracks_best(

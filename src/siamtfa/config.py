@@ -133,6 +133,9 @@ class TrackingConfig:
 
     window_influence: float = 0.0  # weight of the motion prior against the RoI score, 0..1
     window_sigma: float = 1.0  # std of the motion prior, in previous box sizes sqrt(w*h)
+    # the motion prior's centre leads the last box by this fraction of the last frame's motion
+    # (0: centred on the last box; 1: constant velocity)
+    window_lead: float = 0.0
     scale_penalty: float = 0.0  # k in exp(-k * (size ratio - 1)) on each RoI score
     size_lr: float = 1.0  # fraction of the size change taken per frame
     # Search region: 0 searches the whole frame resized to the input (the paper). Otherwise a

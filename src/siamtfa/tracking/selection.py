@@ -20,14 +20,21 @@ def is_paper_rule(cfg: TrackingConfig) -> bool:
     return cfg.window_influence == 0 and cfg.scale_penalty == 0 and cfg.size_lr == 1
 
 
-def select_box(boxes: Tensor, scores: Tensor, previous: Tensor, cfg: TrackingConfig) -> Tensor:
+def select_box(
+    boxes: Tensor,
+    scores: Tensor,
+    previous: Tensor,
+    cfg: TrackingConfig,
+    velocity: Tensor | None = None,
+) -> Tensor:
     """The answer ``x1, y1, x2, y2`` among candidates ``boxes [K, 4]`` ranked by ``scores [K]``.
 
     Each candidate's score is damped by its size change relative to ``previous``
     (``exp(-scale_penalty * (r - 1))``, ``r >= 1`` the ratio of ``sqrt(w * h)``) and blended
-    with a Gaussian of its centre shift measured in previous box sizes
-    (``(1 - window_influence) * score + window_influence * window``). The winner's centre is
-    taken as is; its size moves from the previous one by the fraction ``size_lr``.
+    with a Gaussian of its centre's distance, in previous box sizes, from the predicted centre
+    (``(1 - window_influence) * score + window_influence * window``): the previous centre plus
+    ``window_lead`` times ``velocity``, the previous answer's centre displacement. The winner's
+    centre is taken as is; its size moves from the previous one by the fraction ``size_lr``.
     """
     if len(boxes) == 0:
         return previous
@@ -39,7 +46,10 @@ def select_box(boxes: Tensor, scores: Tensor, previous: Tensor, cfg: TrackingCon
     size = wh.prod(1).sqrt()
     ratio = torch.maximum(size / prev_size, prev_size / size)
     damped = scores * torch.exp(-cfg.scale_penalty * (ratio - 1))
-    shift = ((boxes[:, :2] + boxes[:, 2:]) - (previous[:2] + previous[2:])) / 2
+    predicted = (previous[:2] + previous[2:]) / 2
+    if velocity is not None:
+        predicted = predicted + cfg.window_lead * velocity
+    shift = (boxes[:, :2] + boxes[:, 2:]) / 2 - predicted
     window = torch.exp(-0.5 * (shift.norm(dim=1) / (cfg.window_sigma * prev_size)) ** 2)
     best = int(torch.argmax((1 - cfg.window_influence) * damped + cfg.window_influence * window))
     centre = (boxes[best, :2] + boxes[best, 2:]) / 2
@@ -53,13 +63,22 @@ def next_box(
     scores: np.ndarray,
     cfg: TrackingConfig,
     image_size: tuple[int, int],
+    earlier: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The tracker's step: ``previous`` box ``[x, y, w, h]`` and one frame's ranked RoIs
-    (``x1, y1, x2, y2`` in image pixels) to the new box, clipped to the ``(W, H)`` image."""
+    """The tracker's step: ``previous`` box ``[x, y, w, h]`` (and ``earlier``, the one before
+    it, whose centre gives the velocity) and one frame's ranked RoIs (``x1, y1, x2, y2`` in
+    image pixels) to the new box, clipped to the ``(W, H)`` image."""
     x, y, w, h = previous
     prev = torch.tensor([x, y, x + w, y + h], dtype=torch.float32)
-    chosen = select_box(torch.as_tensor(boxes), torch.as_tensor(scores), prev, cfg)
+    velocity = None
+    if earlier is not None:
+        velocity = torch.tensor(_centre(previous) - _centre(earlier), dtype=torch.float32)
+    chosen = select_box(torch.as_tensor(boxes), torch.as_tensor(scores), prev, cfg, velocity)
     x1, y1, x2, y2 = chosen.tolist()
     x1, x2 = np.clip([x1, x2], 0, image_size[0])
     y1, y2 = np.clip([y1, y2], 0, image_size[1])
     return np.array([x1, y1, x2 - x1, y2 - y1])
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.asarray(box[:2], np.float64) + np.asarray(box[2:], np.float64) / 2

@@ -150,6 +150,7 @@ class Tracker:
         self.stream: dict = {}  # per-block past channels (online mode)
         self.stream_size: tuple[int, ...] = ()
         self.box = np.zeros(4)
+        self.earlier: np.ndarray | None = None  # the box before self.box: its motion
         # the last frame's ranked RoIs in image pixels (x1, y1, x2, y2) and their scores
         self.candidates: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros(0))
 
@@ -181,8 +182,10 @@ class Tracker:
         """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box."""
         boxes = region.to_image(det["boxes"].float().cpu().numpy())
         self.candidates = (boxes, det["scores"].float().cpu().numpy())
+        previous = self.box
         if len(boxes):
-            self.box = next_box(self.box, *self.candidates, self.tracking, size)
+            self.box = next_box(previous, *self.candidates, self.tracking, size, self.earlier)
+        self.earlier = previous
 
     # ---------------------------------------------------------------- GOT-10k interface
     @torch.inference_mode()
@@ -191,6 +194,7 @@ class Tracker:
         rgb = _read(image)
         box, inside = _check_box(box, rgb.shape[1], rgb.shape[0])
         self.box = box
+        self.earlier = None
         frame, region, _ = self._prepare(rgb, self._region(rgb.shape[1], rgb.shape[0]))
         xyxy = torch.tensor(region.to_input(inside), device=self.device, dtype=frame.dtype)
         with self._autocast():

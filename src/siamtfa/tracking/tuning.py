@@ -23,6 +23,7 @@ from siamtfa.tracking.tracker import Tracker
 GRID: dict[str, tuple[float, ...]] = {
     "window_influence": (0.0, 0.2, 0.4, 0.6, 0.8),
     "window_sigma": (0.5, 1.0, 2.0, 4.0),
+    "window_lead": (0.0, 0.5, 1.0),
     "scale_penalty": (0.0, 0.3, 1.0, 3.0),
     "size_lr": (0.3, 0.6, 1.0),
 }
@@ -64,9 +65,11 @@ def replay(seq: RecordedSequence, cfg: TrackingConfig) -> np.ndarray:
     """The boxes the online tracker with selection ``cfg`` gives on ``seq``."""
     boxes = [np.asarray(seq.ground_truth[0], np.float64)]
     for cand_boxes, scores in seq.candidates:
-        boxes.append(
-            next_box(boxes[-1], cand_boxes, scores, cfg, seq.size) if len(cand_boxes) else boxes[-1]
-        )
+        earlier = boxes[-2] if len(boxes) > 1 else None
+        if len(cand_boxes):
+            boxes.append(next_box(boxes[-1], cand_boxes, scores, cfg, seq.size, earlier))
+        else:
+            boxes.append(boxes[-1])
     return np.stack(boxes)
 
 
