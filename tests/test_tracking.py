@@ -141,6 +141,42 @@ def test_selection_prior_is_applied_to_the_ranked_rois(tmp_path: Path) -> None:
     assert moved > 0  # the prior changed the answer on some frame
 
 
+def _template_at(tracker: Tracker, frame: np.ndarray, box: np.ndarray) -> torch.Tensor:
+    """The template feature of ``box`` (x, y, w, h) in ``frame``: scale 1, no region."""
+    x, y, w, h = box
+    xyxy = torch.tensor([[x, y, x + w, y + h]], dtype=torch.float64)
+    with torch.no_grad():
+        return tracker.model.template_features(tracker._prepare(frame)[0], xyxy)
+
+
+def test_template_update_blends_the_answer_into_the_first_template() -> None:
+    from siamtfa.config import TrackingConfig
+
+    model = small_model().eval().double()
+    video = frames(6)
+    every_2nd = TrackingConfig(template_update=0.3, template_interval=2, template_min_score=0.0)
+    tracker = Tracker(model, "online", "cpu", SIZE, tracking=every_2nd)
+    tracker.init(video[0], BOX)
+    first = tracker.template.clone()
+    expected = first
+    for t, frame in enumerate(video[1:], start=1):
+        box = tracker.update(frame)
+        if t % 2 == 0:  # frames 2 and 4: 0.7 x the first + 0.3 x the answer's appearance
+            expected = 0.7 * first + 0.3 * _template_at(tracker, frame, box)
+        torch.testing.assert_close(tracker.template, expected, rtol=0, atol=1e-12)
+    assert not torch.equal(tracker.template, first)
+    # no answer scores 2: the template never changes, and the boxes are the paper's
+    never = TrackingConfig(template_update=0.3, template_interval=1, template_min_score=2.0)
+    boxes, _ = Tracker(model, "online", "cpu", SIZE, tracking=never).track(video, BOX)
+    np.testing.assert_array_equal(boxes, Tracker(model, "online", "cpu", SIZE).track(video, BOX)[0])
+    # clip mode changes it between clips only, from the last frame of a clip
+    every = TrackingConfig(template_update=0.5, template_interval=1, template_min_score=0.0)
+    clip = Tracker(model, "clip", "cpu", SIZE, clip_len=2, tracking=every)
+    boxes, _ = clip.track(video[:5], BOX)
+    expected = 0.5 * first + 0.5 * _template_at(clip, video[4], boxes[4])
+    torch.testing.assert_close(clip.template, expected, rtol=0, atol=1e-12)
+
+
 def test_runs_inside_the_official_toolkit(tmp_path: Path) -> None:
     from got10k.experiments import ExperimentGOT10k
 

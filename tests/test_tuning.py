@@ -41,6 +41,13 @@ def test_replay_reproduces_the_tracker(sequences) -> None:
     for seq, rec in zip(seqs, recorded):
         boxes, _ = tracker.track(seq.frames, seq.boxes[0])
         np.testing.assert_allclose(replay(rec, PRIOR), boxes, atol=1e-4)
+    # where the RoIs depend on the chosen boxes a replay would be wrong
+    for changes_rois in (
+        TrackingConfig(search_target_size=40),
+        TrackingConfig(template_update=0.2),
+    ):
+        with pytest.raises(ValueError, match="depend on the boxes"):
+            record(Tracker(model, "online", "cpu", tracking=changes_rois), seqs, False)
 
 
 def test_grid_search_finds_the_motion_prior_a_distractor_needs() -> None:
@@ -142,17 +149,39 @@ def test_export_keeps_the_search_region_that_tracks_best(
     best = "0" if scores["0"] >= scores["60"] else "60"  # ties keep the value listed first
     assert f"{kept['search_target_size']:g}" == best
     # each score is the GOT-10k AO of that tracker run over the sequences: recompute one
-    cfg = from_dict(exported["config"])
+    assert _tracked_ao(model, exported["config"], seqs) == pytest.approx(scores[best], abs=1e-9)
+    no_tune = ["export", str(tmp_path / "last.pt"), str(out), "--search-target-size", "0", "9"]
+    assert siamtfa(no_tune) == 2
+    assert "need --tune" in capsys.readouterr().err
+
+
+def test_export_keeps_the_template_update_that_tracks_best(tmp_path: Path, sequences) -> None:
+    root, seqs = sequences
+    model = small_model().eval()
+    state = {"model": model.state_dict(), "config": to_dict(from_dict(SMALL))}
+    save_checkpoint(state, tmp_path / "last.pt")
+    out = tmp_path / "default.pt"
+    args = ["export", str(tmp_path / "last.pt"), str(out), "--tune", f"got10k={root}"]
+    assert siamtfa([*args, "--template-update", "0", "0.5", "--template-interval", "2"]) == 0
+    exported = load_checkpoint(out)
+    scores = exported["tuning"]["template_update"]
+    kept = exported["config"]["tracking"]
+    assert set(scores) == {"0", "0.5"} and kept["template_interval"] == 2
+    assert scores[f"{kept['template_update']:g}"] == max(scores.values())
+    # the kept value's score is the AO of tracking with the exported settings
+    ao = _tracked_ao(model, exported["config"], seqs)
+    assert ao == pytest.approx(scores[f"{kept['template_update']:g}"], abs=1e-9)
+
+
+def _tracked_ao(model: torch.nn.Module, config: dict, seqs: list) -> float:
+    """GOT-10k AO (visible frames after the first, pooled) of tracking with ``config``."""
+    cfg = from_dict(config)
     tracker = Tracker(model, "online", "cpu", cfg.input, tracking=cfg.tracking)
     ious = []
     for s in seqs:
         boxes = tracker.track(s.frames, s.boxes[0])[0]
-        seen = s.cover[1:] > 0  # GOT-10k scores visible frames only
-        ious += list(_iou(boxes[1:], s.boxes[1:], (128, 96))[seen])
-    assert np.mean(ious) == pytest.approx(scores[best], abs=1e-9)
-    no_tune = ["export", str(tmp_path / "last.pt"), str(out), "--search-target-size", "0", "9"]
-    assert siamtfa(no_tune) == 2
-    assert "need --tune" in capsys.readouterr().err
+        ious += list(_iou(boxes[1:], s.boxes[1:], (128, 96))[s.cover[1:] > 0])
+    return float(np.mean(ious))
 
 
 def _iou(pred: np.ndarray, gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:

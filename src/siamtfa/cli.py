@@ -263,7 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """An inference checkpoint: weights (fp16 unless --fp32) and config, with the selection
-    prior tuned on --tune sequences when given."""
+    prior, the search region and the template update tuned on --tune sequences when given."""
     from siamtfa.data.datasets import read_dataset
     from siamtfa.tracking import Tracker, load_model
     from siamtfa.tracking.selection import is_paper_rule
@@ -294,26 +294,37 @@ def cmd_export(args: argparse.Namespace) -> int:
             cfg.tracking = config.TrackingConfig()
         info["tuning"] = {"on": args.tune, "ao": best_ao, "paper_rule_ao": paper_ao}
     cfg.tracking.max_upsample = args.max_upsample
-    sizes = args.search_target_size
-    best_size = sizes[0]
-    if len(sizes) > 1:  # the search region changes the RoIs: each value is tracked in full
+    cfg.tracking.template_interval = args.template_interval
+    # these change the RoIs themselves, so the replay cannot score them: each value is
+    # tracked in full on the --tune sequences, one setting after the other
+    tracked: dict[str, float] = {}  # AO by repr(cfg.tracking): a setting is tracked once
+    for name, values in (
+        ("search_target_size", args.search_target_size),
+        ("template_update", args.template_update),
+    ):
+        setattr(cfg.tracking, name, values[0])
+        if len(values) == 1:
+            continue
         if not args.tune:
-            raise ValueError("several --search-target-size values need --tune sequences")
+            raise ValueError(f"several --{name.replace('_', '-')} values need --tune sequences")
         scores = {}
-        for px in sizes:
-            cfg.tracking.search_target_size = px
-            tracker = Tracker(model, "online", "cpu", cfg.input, tracking=cfg.tracking)
-            scores[px] = tracking_ao(tracker, seqs)
-            print(f"{scores[px]:6.3f}  search_target_size {px:g}")
-        best_size = max(scores, key=scores.get)  # ties: the value listed first
-        info["tuning"]["search_target_size"] = {f"{px:g}": ao for px, ao in scores.items()}
-    cfg.tracking.search_target_size = best_size
+        for value in values:
+            setattr(cfg.tracking, name, value)
+            if repr(cfg.tracking) not in tracked:
+                tracker = Tracker(model, "online", "cpu", cfg.input, tracking=cfg.tracking)
+                tracked[repr(cfg.tracking)] = tracking_ao(tracker, seqs)
+            scores[value] = tracked[repr(cfg.tracking)]
+            print(f"{scores[value]:6.3f}  {name} {value:g}")
+        setattr(cfg.tracking, name, max(scores, key=scores.get))  # ties: the first listed
+        info["tuning"][name] = {f"{v:g}": ao for v, ao in scores.items()}
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
         for k, v in model.state_dict().items()
     }
     save_checkpoint({"model": weights, "config": config.to_dict(cfg), **info}, args.out)
-    paper = is_paper_rule(cfg.tracking) and not cfg.tracking.search_target_size
+    paper = is_paper_rule(cfg.tracking) and not (
+        cfg.tracking.search_target_size or cfg.tracking.template_update
+    )
     rule = str(cfg.tracking) + (" (the paper's rule)" if paper else "")
     size = Path(args.out).stat().st_size / 2**20
     print(f"wrote {args.out} ({size:.1f} MiB, selection: {rule})")
@@ -451,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="inference checkpoint (fp16), selection prior tuned")
+    p = sub.add_parser("export", help="inference checkpoint (fp16), tracking settings tuned")
     p.add_argument("checkpoint", help="training checkpoint (last.pt, best.pt)")
     p.add_argument("out", help="where to write it")
     p.add_argument(
@@ -471,6 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-upsample", type=float, default=2.0, help="search region's largest enlargement"
+    )
+    p.add_argument(
+        "--template-update",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        metavar="W",
+        help="weight of the latest confident appearance in the template (0: the first frame's "
+        "only, the paper); several values: tracked on --tune after the search region is chosen",
+    )
+    p.add_argument(
+        "--template-interval", type=int, default=10, help="frames between template updates"
     )
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.set_defaults(func=cmd_export)

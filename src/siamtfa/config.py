@@ -128,8 +128,9 @@ class TrainConfig:
 
 @dataclass
 class TrackingConfig:
-    """Choice of the tracked box among the ranked RoIs (``siamtfa.tracking.selection``).
-    The defaults give the paper's rule: the top-scoring RoI."""
+    """How the tracker runs the model: which ranked RoI becomes the box
+    (``siamtfa.tracking.selection``), where it searches, and whether the template is updated.
+    The defaults are the paper's: the top-scoring RoI, the whole frame, the first template."""
 
     window_influence: float = 0.0  # weight of the motion prior against the RoI score, 0..1
     window_sigma: float = 1.0  # std of the motion prior, in previous box sizes sqrt(w*h)
@@ -144,6 +145,13 @@ class TrackingConfig:
     # max_upsample x the frame's own pixels); the input size, so the cost, stays the same.
     search_target_size: float = 0.0
     max_upsample: float = 2.0
+    # Template update: template_interval frames or more after its last change, at an answer
+    # whose RoI scores template_min_score or more, the template becomes (1 - template_update) x
+    # the first frame's + template_update x the answer's appearance in that frame (anchored to
+    # the first, so it cannot drift away from it). 0 keeps the first template (the paper).
+    template_update: float = 0.0
+    template_interval: int = 10
+    template_min_score: float = 0.5
 
 
 @dataclass

@@ -20,30 +20,26 @@ def is_paper_rule(cfg: TrackingConfig) -> bool:
     return cfg.window_influence == 0 and cfg.scale_penalty == 0 and cfg.size_lr == 1
 
 
-def select_box(
+def select_index(
     boxes: Tensor,
     scores: Tensor,
     previous: Tensor,
     cfg: TrackingConfig,
     velocity: Tensor | None = None,
-) -> Tensor:
-    """The answer ``x1, y1, x2, y2`` among candidates ``boxes [K, 4]`` ranked by ``scores [K]``.
+) -> int:
+    """Which of the candidates ``boxes [K, 4]`` (``x1, y1, x2, y2``, ``K >= 1``) ranked by
+    ``scores [K]`` wins.
 
     Each candidate's score is damped by its size change relative to ``previous``
     (``exp(-scale_penalty * (r - 1))``, ``r >= 1`` the ratio of ``sqrt(w * h)``) and blended
     with a Gaussian of its centre's distance, in previous box sizes, from the predicted centre
     (``(1 - window_influence) * score + window_influence * window``): the previous centre plus
-    ``window_lead`` times ``velocity``, the previous answer's centre displacement. The winner's
-    centre is taken as is; its size moves from the previous one by the fraction ``size_lr``.
+    ``window_lead`` times ``velocity``, the previous answer's centre displacement.
     """
-    if len(boxes) == 0:
-        return previous
     if is_paper_rule(cfg):
-        return boxes[scores.argmax()]
-    prev_wh = (previous[2:] - previous[:2]).clamp(min=1.0)  # a box clipped to nothing
-    prev_size = prev_wh.prod().sqrt()
-    wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-3)
-    size = wh.prod(1).sqrt()
+        return int(scores.argmax())
+    prev_size = (previous[2:] - previous[:2]).clamp(min=1.0).prod().sqrt()
+    size = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-3).prod(1).sqrt()
     ratio = torch.maximum(size / prev_size, prev_size / size)
     damped = scores * torch.exp(-cfg.scale_penalty * (ratio - 1))
     predicted = (previous[:2] + previous[2:]) / 2
@@ -51,9 +47,31 @@ def select_box(
         predicted = predicted + cfg.window_lead * velocity
     shift = (boxes[:, :2] + boxes[:, 2:]) / 2 - predicted
     window = torch.exp(-0.5 * (shift.norm(dim=1) / (cfg.window_sigma * prev_size)) ** 2)
-    best = int(torch.argmax((1 - cfg.window_influence) * damped + cfg.window_influence * window))
-    centre = (boxes[best, :2] + boxes[best, 2:]) / 2
-    new_wh = prev_wh + cfg.size_lr * (wh[best] - prev_wh)
+    return int(torch.argmax((1 - cfg.window_influence) * damped + cfg.window_influence * window))
+
+
+def select_box(
+    boxes: Tensor,
+    scores: Tensor,
+    previous: Tensor,
+    cfg: TrackingConfig,
+    velocity: Tensor | None = None,
+) -> Tensor:
+    """The answer ``x1, y1, x2, y2``: the winner of :func:`select_index` through
+    :func:`smoothed_box` (``previous`` when there is no candidate)."""
+    if len(boxes) == 0:
+        return previous
+    return smoothed_box(boxes[select_index(boxes, scores, previous, cfg, velocity)], previous, cfg)
+
+
+def smoothed_box(winner: Tensor, previous: Tensor, cfg: TrackingConfig) -> Tensor:
+    """``winner``'s centre with a size moved from ``previous``'s by the fraction ``size_lr``."""
+    if cfg.size_lr == 1:
+        return winner
+    prev_wh = (previous[2:] - previous[:2]).clamp(min=1.0)  # a box clipped to nothing
+    wh = (winner[2:] - winner[:2]).clamp(min=1e-3)
+    centre = (winner[:2] + winner[2:]) / 2
+    new_wh = prev_wh + cfg.size_lr * (wh - prev_wh)
     return torch.cat([centre - new_wh / 2, centre + new_wh / 2])
 
 
@@ -64,20 +82,22 @@ def next_box(
     cfg: TrackingConfig,
     image_size: tuple[int, int],
     earlier: np.ndarray | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, int]:
     """The tracker's step: ``previous`` box ``[x, y, w, h]`` (and ``earlier``, the one before
     it, whose centre gives the velocity) and one frame's ranked RoIs (``x1, y1, x2, y2`` in
-    image pixels) to the new box, clipped to the ``(W, H)`` image."""
+    image pixels, at least one) to the new box, clipped to the ``(W, H)`` image, and the index
+    of the RoI it comes from."""
     x, y, w, h = previous
     prev = torch.tensor([x, y, x + w, y + h], dtype=torch.float32)
     velocity = None
     if earlier is not None:
         velocity = torch.tensor(_centre(previous) - _centre(earlier), dtype=torch.float32)
-    chosen = select_box(torch.as_tensor(boxes), torch.as_tensor(scores), prev, cfg, velocity)
-    x1, y1, x2, y2 = chosen.tolist()
+    boxes_t = torch.as_tensor(boxes)
+    best = select_index(boxes_t, torch.as_tensor(scores), prev, cfg, velocity)
+    x1, y1, x2, y2 = smoothed_box(boxes_t[best], prev, cfg).tolist()
     x1, x2 = np.clip([x1, x2], 0, image_size[0])
     y1, y2 = np.clip([y1, y2], 0, image_size[1])
-    return np.array([x1, y1, x2 - x1, y2 - y1])
+    return np.array([x1, y1, x2 - x1, y2 - y1]), best
 
 
 def _centre(box: np.ndarray) -> np.ndarray:

@@ -147,6 +147,8 @@ class Tracker:
         self.mode = mode
         self.name = name or f"SiamTFA-{mode}"
         self.template: Tensor | None = None
+        self.first_template: Tensor | None = None  # the template from init's box
+        self.since_template = 0  # frames answered since the template was last set
         self.stream: dict = {}  # per-block past channels (online mode)
         self.stream_size: tuple[int, ...] = ()
         self.box = np.zeros(4)
@@ -178,14 +180,41 @@ class Tracker:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def _answer(self, det: dict[str, Tensor], region: T.Region, size: tuple[int, int]) -> None:
-        """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box."""
+    def _answer(self, det: dict[str, Tensor], region: T.Region, size: tuple[int, int]) -> float:
+        """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box.
+        Returns the chosen RoI's score (0 when there is none)."""
         boxes = region.to_image(det["boxes"].float().cpu().numpy())
         self.candidates = (boxes, det["scores"].float().cpu().numpy())
-        previous = self.box
+        previous, score = self.box, 0.0
         if len(boxes):
-            self.box = next_box(previous, *self.candidates, self.tracking, size, self.earlier)
+            self.box, best = next_box(previous, *self.candidates, self.tracking, size, self.earlier)
+            score = float(self.candidates[1][best])
         self.earlier = previous
+        self.since_template += 1
+        return score
+
+    def _update_template(self, frame: Tensor, region: T.Region, score: float) -> None:
+        """Blend the answer's appearance in ``frame`` (one prepared frame of ``region``) into
+        the template when ``tracking.template_update`` asks for it: ``template_interval`` frames
+        or more after the last change, at an answer scoring ``template_min_score`` or more."""
+        cfg = self.tracking
+        if (
+            cfg.template_update <= 0
+            or self.since_template < cfg.template_interval
+            or score < cfg.template_min_score
+        ):
+            return
+        x, y, w, h = self.box
+        ((x1, y1, x2, y2),) = region.to_input([x, y, x + w, y + h])
+        x1, x2 = np.clip([x1, x2], 0, frame.shape[-1])
+        y1, y2 = np.clip([y1, y2], 0, frame.shape[-2])
+        if x2 - x1 < 1 or y2 - y1 < 1:  # the box left the searched region
+            return
+        xyxy = torch.tensor([[x1, y1, x2, y2]], device=self.device, dtype=frame.dtype)
+        with self._autocast():
+            latest = self.model.template_features(frame, xyxy).to(self.first_template.dtype)
+        self.template = torch.lerp(self.first_template, latest, cfg.template_update)
+        self.since_template = 0
 
     # ---------------------------------------------------------------- GOT-10k interface
     @torch.inference_mode()
@@ -199,6 +228,7 @@ class Tracker:
         xyxy = torch.tensor(region.to_input(inside), device=self.device, dtype=frame.dtype)
         with self._autocast():
             self.template = self.model.template_features(frame, xyxy)
+            self.first_template, self.since_template = self.template, 0
             self.stream, self.stream_size = {}, frame.shape[-2:]
             if self.mode == "online":  # frame 0 fills the shift cache: frame 1's past
                 self.model.backbone(frame, 1, self.stream)
@@ -216,7 +246,7 @@ class Tracker:
             self.stream, self.stream_size = {}, frame.shape[-2:]  # size changed: no valid past
         with self._autocast():
             det = self.model.forward_search(self.template, frame, 1, stream=self.stream)[0]
-        self._answer(det, region, size)
+        self._update_template(frame, region, self._answer(det, region, size))
         return self.box.copy()
 
     def track(self, img_files: list, box, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -253,7 +283,9 @@ class Tracker:
         with self._autocast():
             dets = self.model.forward_search(self.template, frames, len(images))
         out = []
-        for det in dets:
-            self._answer(det, region, (w, h))
+        for i, det in enumerate(dets):
+            score = self._answer(det, region, (w, h))
             out.append(self.box.copy())
+            if i == len(dets) - 1:  # the next clip's template may change only between clips
+                self._update_template(frames[i : i + 1], region, score)
         return np.stack(out)

@@ -1,8 +1,10 @@
 """Tune the box-selection prior (``TrackingConfig``) on validation sequences.
 
-In ``online`` mode the network searches the whole frame, so its ranked RoIs do not depend on
-the boxes chosen before: each sequence is run through the network once and every candidate
-setting is replayed on the stored RoIs, which makes a grid search cost seconds.
+In ``online`` mode with the whole frame searched and the first template kept, the network's
+ranked RoIs do not depend on the boxes chosen before: each sequence is run through the network
+once and every candidate setting is replayed on the stored RoIs, which makes a grid search cost
+seconds. The search region and the template update do change the RoIs; ``tracking_ao`` scores
+them by tracking in full.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def record(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -
     """Run ``tracker`` (online mode) over each sequence, keeping every frame's ranked RoIs."""
     if tracker.mode != "online":
         raise ValueError("tuning replays online-mode RoIs: use an online tracker")
+    if tracker.tracking.search_target_size or tracker.tracking.template_update:
+        raise ValueError("a search region or template update makes the RoIs depend on the boxes")
     out = []
     for seq in tqdm(sequences, desc="record RoIs", disable=not progress):
         tracker.init(seq.frames[0], seq.boxes[0])
@@ -67,7 +71,7 @@ def replay(seq: RecordedSequence, cfg: TrackingConfig) -> np.ndarray:
     for cand_boxes, scores in seq.candidates:
         earlier = boxes[-2] if len(boxes) > 1 else None
         if len(cand_boxes):
-            boxes.append(next_box(boxes[-1], cand_boxes, scores, cfg, seq.size, earlier))
+            boxes.append(next_box(boxes[-1], cand_boxes, scores, cfg, seq.size, earlier)[0])
         else:
             boxes.append(boxes[-1])
     return np.stack(boxes)
