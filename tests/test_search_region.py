@@ -94,3 +94,55 @@ def test_tracker_maps_template_and_answers_through_the_region() -> None:
     assert tuple(seen["frames"][0][-2:]) == (256, 320)  # the input size of the whole frame
     # the next region follows the new box: centre (270, 185) -> (190, 125)
     assert search_region(box, (640, 480), 0.5, ZOOM) == pytest.approx(Region(2.0, 190.0, 125.0))
+
+
+def _scripted_model(answers: list[tuple[list[float], float]], calls: list) -> torch.nn.Module:
+    """A model whose search passes answer ``answers`` in turn (one input-pixel box and its score
+    per pass, for every frame of the pass); ``calls`` gets each pass's input size."""
+    model = small_model().eval()
+    model.template_features = lambda images, boxes: torch.zeros(len(boxes), 8, 7, 7)
+
+    def forward_search(template, images, clip_len=1, stream=None):
+        calls.append(tuple(images.shape[-2:]))
+        box, score = answers[len(calls) - 1]
+        boxes, scores = torch.tensor([box]), torch.tensor([score])
+        det = {"box": boxes[0], "score": scores[0], "boxes": boxes, "scores": scores}
+        return [det] * len(images)
+
+    model.forward_search = forward_search
+    return model
+
+
+@pytest.mark.parametrize(
+    ("below", "whole_score", "expected"),
+    [
+        # 0.2 < 0.5: the whole frame is searched; its 0.8 answer (10, 20)-(30, 40) at scale
+        # 0.5 is (20, 40)-(60, 80) in the image
+        (0.5, 0.8, [20.0, 40.0, 40.0, 40.0]),
+        (0.5, 0.1, [260.0, 175.0, 20.0, 20.0]),  # the whole frame scores lower: kept
+        (0.1, 0.8, [260.0, 175.0, 20.0, 20.0]),  # 0.2 is not below 0.1: no second look
+    ],
+)
+def test_redetection_searches_the_whole_frame_after_a_weak_answer(
+    below: float, whole_score: float, expected: list[float]
+) -> None:
+    calls: list = []
+    answers = [([60.0, 50.0, 100.0, 90.0], 0.2), ([10.0, 20.0, 30.0, 40.0], whole_score)]
+    cfg = TrackingConfig(search_target_size=40.0, max_upsample=2.0, redetect_below=below)
+    tracker = Tracker(_scripted_model(answers, calls), "online", "cpu", INPUT, tracking=cfg)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    tracker.init(frame, [300.0, 200.0, 20.0, 20.0])  # region: scale 2 at (230, 150)
+    np.testing.assert_allclose(tracker.update(frame), expected)
+    assert len(calls) == (2 if below > 0.2 else 1)
+
+
+def test_redetection_in_clip_mode_searches_the_whole_clip_once() -> None:
+    calls: list = []
+    answers = [([60.0, 50.0, 100.0, 90.0], 0.2), ([10.0, 20.0, 30.0, 40.0], 0.8)]
+    cfg = TrackingConfig(search_target_size=40.0, max_upsample=2.0, redetect_below=0.5)
+    tracker = Tracker(_scripted_model(answers, calls), "clip", "cpu", INPUT, 2, tracking=cfg)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    boxes, _ = tracker.track([frame] * 3, [300.0, 200.0, 20.0, 20.0])
+    # both frames of the clip answer weakly in the region: one whole-frame pass for the two
+    np.testing.assert_allclose(boxes[1:], [[20.0, 40.0, 40.0, 40.0]] * 2)
+    assert calls == [(256, 320), (256, 320)]

@@ -300,6 +300,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     tracked: dict[str, float] = {}  # AO by repr(cfg.tracking): a setting is tracked once
     for name, values in (
         ("search_target_size", args.search_target_size),
+        ("redetect_below", args.redetect_below),
         ("template_update", args.template_update),
     ):
         setattr(cfg.tracking, name, values[0])
@@ -484,13 +485,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-upsample", type=float, default=2.0, help="search region's largest enlargement"
     )
     p.add_argument(
+        "--redetect-below",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        metavar="S",
+        help="with a search region, search the whole frame too after an answer scoring below S "
+        "(0: never); several values: tracked on --tune after the search region is chosen",
+    )
+    p.add_argument(
         "--template-update",
         type=float,
         nargs="+",
         default=[0.0],
         metavar="W",
         help="weight of the latest confident appearance in the template (0: the first frame's "
-        "only, the paper); several values: tracked on --tune after the search region is chosen",
+        "only, the paper); several values: tracked on --tune after the settings above",
     )
     p.add_argument(
         "--template-interval", type=int, default=10, help="frames between template updates"

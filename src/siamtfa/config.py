@@ -145,6 +145,10 @@ class TrackingConfig:
     # max_upsample x the frame's own pixels); the input size, so the cost, stays the same.
     search_target_size: float = 0.0
     max_upsample: float = 2.0
+    # With a search region, an answer whose RoI scores below this has the whole frame searched
+    # too, and the whole frame's top RoI replaces it when that scores higher (a target that
+    # left the region). 0: never.
+    redetect_below: float = 0.0
     # Template update: template_interval frames or more after its last change, at an answer
     # whose RoI scores template_min_score or more, the template becomes (1 - template_update) x
     # the first frame's + template_update x the answer's appearance in that frame (anchored to

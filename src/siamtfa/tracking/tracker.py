@@ -162,6 +162,10 @@ class Tracker:
         fit = T.fit_scale(width, height, self.input_cfg)
         return search_region(self.box, (width, height), fit, self.tracking)
 
+    def _whole(self, width: int, height: int) -> T.Region:
+        """The whole frame at the input's scale (the paper's view)."""
+        return T.Region(T.fit_scale(width, height, self.input_cfg), 0.0, 0.0)
+
     def _prepare(self, image, region: T.Region | None = None) -> tuple[Tensor, T.Region, tuple]:
         """Normalised, resized, padded ``[1, 3, H', W']`` of ``region`` (default: the whole
         frame at the input's scale), the region, and the frame's ``(W, H)``."""
@@ -192,6 +196,21 @@ class Tracker:
         self.earlier = previous
         self.since_template += 1
         return score
+
+    def _redetect(
+        self, det: dict[str, Tensor], whole: T.Region, size: tuple[int, int], score: float
+    ) -> float | None:
+        """Replace the last answer, whose RoI scored ``score``, by the whole frame's top RoI
+        (``det``, taken as it is) when that scores higher; returns its score, None if not."""
+        if not len(det["boxes"]) or float(det["score"]) <= score:
+            return None
+        boxes = whole.to_image(det["boxes"].float().cpu().numpy())
+        self.candidates = (boxes, det["scores"].float().cpu().numpy())
+        x1, y1, x2, y2 = boxes[0]
+        x1, x2 = np.clip([x1, x2], 0, size[0])
+        y1, y2 = np.clip([y1, y2], 0, size[1])
+        self.box = np.array([x1, y1, x2 - x1, y2 - y1])
+        return float(det["score"])
 
     def _update_template(self, frame: Tensor, region: T.Region, score: float) -> None:
         """Blend the answer's appearance in ``frame`` (one prepared frame of ``region``) into
@@ -244,9 +263,19 @@ class Tracker:
         frame, region, size = self._prepare(rgb, self._region(rgb.shape[1], rgb.shape[0]))
         if frame.shape[-2:] != self.stream_size:
             self.stream, self.stream_size = {}, frame.shape[-2:]  # size changed: no valid past
+        past = dict(self.stream)  # the shift's past, for a second look at this frame
         with self._autocast():
             det = self.model.forward_search(self.template, frame, 1, stream=self.stream)[0]
-        self._update_template(frame, region, self._answer(det, region, size))
+        score = self._answer(det, region, size)
+        whole = self._whole(*size)
+        if score < self.tracking.redetect_below and region != whole:
+            whole_frame = self._prepare(rgb, whole)[0]
+            with self._autocast():
+                det = self.model.forward_search(self.template, whole_frame, 1, stream=past)[0]
+            found = self._redetect(det, whole, size, score)
+            if found is not None:
+                frame, region, score, self.stream = whole_frame, whole, found, past
+        self._update_template(frame, region, score)
         return self.box.copy()
 
     def track(self, img_files: list, box, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -282,10 +311,21 @@ class Tracker:
         frames = torch.cat([p[0] for p in prepared])
         with self._autocast():
             dets = self.model.forward_search(self.template, frames, len(images))
+        whole, whole_dets = self._whole(w, h), None
         out = []
         for i, det in enumerate(dets):
-            score = self._answer(det, region, (w, h))
+            score, seen, where = self._answer(det, region, (w, h)), frames, region
+            if score < self.tracking.redetect_below and region != whole:
+                if whole_dets is None:  # the whole clip once, as the shift needs it
+                    whole_frames = torch.cat([self._prepare(r, whole)[0] for r in rgbs])
+                    with self._autocast():
+                        whole_dets = self.model.forward_search(
+                            self.template, whole_frames, len(images)
+                        )
+                found = self._redetect(whole_dets[i], whole, (w, h), score)
+                if found is not None:
+                    score, seen, where = found, whole_frames, whole
             out.append(self.box.copy())
             if i == len(dets) - 1:  # the next clip's template may change only between clips
-                self._update_template(frames[i : i + 1], region, score)
+                self._update_template(seen[i : i + 1], where, score)
         return np.stack(out)
