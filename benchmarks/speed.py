@@ -18,17 +18,20 @@ import sys
 
 import torch
 
-# name: (preset, mode, input (max, min) or None for the preset's, fast, temporal)
+# name: (preset, mode, input (max, min) or None for the preset's, fast, temporal, tuned): the
+# network alone runs the paper's tracking rule; "tuned" adds the --checkpoint's own tracking
+# settings (search region, re-detection, template update), as `siamtfa track` runs it
 CONFIGS = {
-    "lite online fp32": ("lite", "online", None, False, True),
-    "lite online 320 bf16+cl": ("lite", "online", (320, 240), True, True),
-    "lite online 320 bf16+cl, no shift": ("lite", "online", (320, 240), True, False),
-    "lite clip 320 bf16+cl": ("lite", "clip", (320, 240), True, True),
-    "paper online fp32": ("paper", "online", None, False, True),
-    "paper online bf16+cl": ("paper", "online", None, True, True),
-    "paper clip bf16+cl": ("paper", "clip", None, True, True),
-    "csrt": ("csrt", "", None, False, False),
-    "kcf": ("kcf", "", None, False, False),
+    "lite online fp32": ("lite", "online", None, False, True, False),
+    "lite online 320 bf16+cl": ("lite", "online", (320, 240), True, True, False),
+    "lite online 320 bf16+cl, tuned": ("lite", "online", (320, 240), True, True, True),
+    "lite online 320 bf16+cl, no shift": ("lite", "online", (320, 240), True, False, False),
+    "lite clip 320 bf16+cl": ("lite", "clip", (320, 240), True, True, False),
+    "paper online fp32": ("paper", "online", None, False, True, False),
+    "paper online bf16+cl": ("paper", "online", None, True, True, False),
+    "paper clip bf16+cl": ("paper", "clip", None, True, True, False),
+    "csrt": ("csrt", "", None, False, False, False),
+    "kcf": ("kcf", "", None, False, False, False),
 }
 
 
@@ -38,7 +41,7 @@ def worker(name: str, frames: int, checkpoint: str | None) -> None:
     from siamtfa.data.synthetic import render_sequence
     from siamtfa.tracking import OpenCVTracker, Tracker, load_model
 
-    kind, mode, size, fast, temporal = CONFIGS[name]
+    kind, mode, size, fast, temporal, tuned = CONFIGS[name]
     if kind == "paper" and not torch.cuda.is_available():
         frames = min(frames, 4)  # seconds per frame on a CPU
     seq = render_sequence(4242, 0, frames + 1, size=(640, 480))
@@ -66,6 +69,7 @@ def worker(name: str, frames: int, checkpoint: str | None) -> None:
             clip_len=3,
             precision="bf16" if fast else "fp32",
             channels_last=fast,
+            tracking=cfg.tracking if tuned else None,
         )
     tracker.track(seq.frames[:4], seq.boxes[0])  # warm-up
     _, times = tracker.track(seq.frames, seq.boxes[0])
