@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from siamtfa.config import TrackingConfig
-from siamtfa.tracking.selection import is_paper_rule, select_box
+from siamtfa.tracking.selection import is_paper_rule, next_box, select_box
 
 PRIOR = TrackingConfig(
     window_influence=0.4, window_sigma=0.8, window_lead=0.7, scale_penalty=0.3, size_lr=0.6
@@ -94,3 +95,16 @@ def test_hand_computed_cases() -> None:
 def test_no_candidate_keeps_the_previous_box() -> None:
     prev = torch.tensor([1.0, 2.0, 3.0, 4.0])
     assert torch.equal(select_box(torch.zeros(0, 4), torch.zeros(0), prev, PRIOR), prev)
+
+
+def test_next_box_clips_the_answer_to_the_image() -> None:
+    # the paper's rule takes RoI 1 (score 0.9), which sticks out left and below a 128x100 image
+    boxes = np.array([[10.0, 10.0, 30.0, 30.0], [-5.0, 90.0, 30.0, 130.0]])
+    box, best = next_box(
+        np.array([10.0, 10.0, 20.0, 20.0]),
+        boxes,
+        np.array([0.2, 0.9]),
+        TrackingConfig(),
+        (128, 100),
+    )
+    assert best == 1 and box.tolist() == [0.0, 90.0, 30.0, 10.0]

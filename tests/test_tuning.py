@@ -112,12 +112,8 @@ def test_export_pools_several_tune_sets(
     root, seqs = sequences
     other = tmp_path / "other"
     make_synthetic(other, 2, 6, seed=32, size=(128, 96), progress=False)
-    model = small_model().eval()
-    save_checkpoint(
-        {"model": model.state_dict(), "config": to_dict(from_dict(SMALL))}, tmp_path / "last.pt"
-    )
-    out = tmp_path / "default.pt"
-    args = ["export", str(tmp_path / "last.pt"), str(out), "--tune"]
+    model, last, out = _untrained_checkpoint(tmp_path)
+    args = ["export", str(last), str(out), "--tune"]
     assert siamtfa([*args, f"got10k={root}", f"synthetic={other}"]) == 0
     tuning = load_checkpoint(out)["tuning"]
     assert tuning["on"] == [f"got10k={root}", f"synthetic={other}"]
@@ -135,11 +131,8 @@ def test_export_keeps_the_search_region_that_tracks_best(
     tmp_path: Path, sequences, capsys: pytest.CaptureFixture
 ) -> None:
     root, seqs = sequences
-    model = small_model().eval()
-    state = {"model": model.state_dict(), "config": to_dict(from_dict(SMALL))}
-    save_checkpoint(state, tmp_path / "last.pt")
-    out = tmp_path / "default.pt"
-    args = ["export", str(tmp_path / "last.pt"), str(out), "--tune", f"got10k={root}"]
+    model, last, out = _untrained_checkpoint(tmp_path)
+    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
     assert siamtfa([*args, "--search-target-size", "0", "60", "--max-upsample", "1.5"]) == 0
     exported = load_checkpoint(out)
     scores = exported["tuning"]["search_target_size"]
@@ -150,18 +143,15 @@ def test_export_keeps_the_search_region_that_tracks_best(
     assert f"{kept['search_target_size']:g}" == best
     # each score is the GOT-10k AO of that tracker run over the sequences: recompute one
     assert _tracked_ao(model, exported["config"], seqs) == pytest.approx(scores[best], abs=1e-9)
-    no_tune = ["export", str(tmp_path / "last.pt"), str(out), "--search-target-size", "0", "9"]
+    no_tune = ["export", str(last), str(out), "--search-target-size", "0", "9"]
     assert siamtfa(no_tune) == 2
     assert "need --tune" in capsys.readouterr().err
 
 
 def test_export_keeps_the_template_update_that_tracks_best(tmp_path: Path, sequences) -> None:
     root, seqs = sequences
-    model = small_model().eval()
-    state = {"model": model.state_dict(), "config": to_dict(from_dict(SMALL))}
-    save_checkpoint(state, tmp_path / "last.pt")
-    out = tmp_path / "default.pt"
-    args = ["export", str(tmp_path / "last.pt"), str(out), "--tune", f"got10k={root}"]
+    model, last, out = _untrained_checkpoint(tmp_path)
+    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
     assert siamtfa([*args, "--template-update", "0", "0.5", "--template-interval", "2"]) == 0
     exported = load_checkpoint(out)
     scores = exported["tuning"]["template_update"]
@@ -171,6 +161,14 @@ def test_export_keeps_the_template_update_that_tracks_best(tmp_path: Path, seque
     # the kept value's score is the AO of tracking with the exported settings
     ao = _tracked_ao(model, exported["config"], seqs)
     assert ao == pytest.approx(scores[f"{kept['template_update']:g}"], abs=1e-9)
+
+
+def _untrained_checkpoint(tmp_path: Path) -> tuple[torch.nn.Module, Path, Path]:
+    """A small untrained model saved as a training checkpoint, and where to export it."""
+    model = small_model().eval()
+    state = {"model": model.state_dict(), "config": to_dict(from_dict(SMALL))}
+    save_checkpoint(state, tmp_path / "last.pt")
+    return model, tmp_path / "last.pt", tmp_path / "default.pt"
 
 
 def _tracked_ao(model: torch.nn.Module, config: dict, seqs: list) -> float:

@@ -94,10 +94,15 @@ def next_box(
         velocity = torch.tensor(_centre(previous) - _centre(earlier), dtype=torch.float32)
     boxes_t = torch.as_tensor(boxes)
     best = select_index(boxes_t, torch.as_tensor(scores), prev, cfg, velocity)
-    x1, y1, x2, y2 = smoothed_box(boxes_t[best], prev, cfg).tolist()
+    return clipped_xywh(smoothed_box(boxes_t[best], prev, cfg).tolist(), image_size), best
+
+
+def clipped_xywh(xyxy, image_size: tuple[int, int]) -> np.ndarray:
+    """``x1, y1, x2, y2`` clipped to the ``(W, H)`` image, as ``[x, y, w, h]``."""
+    x1, y1, x2, y2 = xyxy
     x1, x2 = np.clip([x1, x2], 0, image_size[0])
     y1, y2 = np.clip([y1, y2], 0, image_size[1])
-    return np.array([x1, y1, x2 - x1, y2 - y1]), best
+    return np.array([x1, y1, x2 - x1, y2 - y1])
 
 
 def _centre(box: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from siamtfa.config import Config, InputConfig, TrackingConfig
 from siamtfa.data import transforms as T
 from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.model import SiamTFA, build_model
-from siamtfa.tracking.selection import next_box
+from siamtfa.tracking.selection import clipped_xywh, next_box
 from siamtfa.training.checkpoint import load_checkpoint, load_model_weights
 
 MODES = ("online", "clip")
@@ -107,6 +107,11 @@ def _check_box(box, width: int, height: int) -> tuple[np.ndarray, list[float]]:
     if x2 - x1 < 1 or y2 - y1 < 1:
         raise ValueError(f"initial box {box.tolist()} lies outside the {width}x{height} image")
     return box, [x1, y1, x2, y2]
+
+
+def _candidates(det: dict[str, Tensor], region: T.Region) -> tuple[np.ndarray, np.ndarray]:
+    """``det``'s ranked RoIs in image pixels (x1, y1, x2, y2) and their scores."""
+    return region.to_image(det["boxes"].float().cpu().numpy()), det["scores"].float().cpu().numpy()
 
 
 class Tracker:
@@ -187,10 +192,9 @@ class Tracker:
     def _answer(self, det: dict[str, Tensor], region: T.Region, size: tuple[int, int]) -> float:
         """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box.
         Returns the chosen RoI's score (0 when there is none)."""
-        boxes = region.to_image(det["boxes"].float().cpu().numpy())
-        self.candidates = (boxes, det["scores"].float().cpu().numpy())
+        self.candidates = _candidates(det, region)
         previous, score = self.box, 0.0
-        if len(boxes):
+        if len(self.candidates[0]):
             self.box, best = next_box(previous, *self.candidates, self.tracking, size, self.earlier)
             score = float(self.candidates[1][best])
         self.earlier = previous
@@ -204,12 +208,8 @@ class Tracker:
         (``det``, taken as it is) when that scores higher; returns its score, None if not."""
         if not len(det["boxes"]) or float(det["score"]) <= score:
             return None
-        boxes = whole.to_image(det["boxes"].float().cpu().numpy())
-        self.candidates = (boxes, det["scores"].float().cpu().numpy())
-        x1, y1, x2, y2 = boxes[0]
-        x1, x2 = np.clip([x1, x2], 0, size[0])
-        y1, y2 = np.clip([y1, y2], 0, size[1])
-        self.box = np.array([x1, y1, x2 - x1, y2 - y1])
+        self.candidates = _candidates(det, whole)
+        self.box = clipped_xywh(self.candidates[0][0], size)
         return float(det["score"])
 
     def _update_template(self, frame: Tensor, region: T.Region, score: float) -> None:
