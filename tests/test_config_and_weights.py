@@ -55,6 +55,29 @@ def test_preset_key_and_overrides() -> None:
     assert cfg.model.adversarial_dropout.weight == 1.0  # untouched default kept
 
 
+SHIPPED_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load_with_every_value_they_set(path: Path) -> None:
+    import yaml
+
+    cfg = config.load(path)
+
+    def check(node: object, raw: dict, where: str) -> None:  # each YAML leaf, read back
+        for key, value in raw.items():
+            if where == "" and key == "preset":
+                continue
+            got = getattr(node, key)
+            if isinstance(value, dict):
+                check(got, value, f"{where}{key}.")
+            else:
+                want = tuple(value) if isinstance(value, list) else value
+                assert got == want, f"{path.name}: {where}{key} = {got!r}, file says {want!r}"
+
+    check(cfg, yaml.safe_load(path.read_text()), "")
+
+
 # torchvision resnet50 state-dict entries (name -> shape), from its published layout
 TORCHVISION_R50_KEYS = {
     "conv1.weight": (64, 3, 7, 7),

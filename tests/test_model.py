@@ -252,3 +252,19 @@ def test_bad_images_and_search_boxes_raise() -> None:
         )
     with pytest.raises(ValueError, match="NaN"):
         model(torch.full((1, 3, 64, 64), float("nan")), box, torch.randn(1, 3, 64, 64), 1, box)
+
+
+def test_roi_features_of_bf16_maps_are_sampled_at_the_exact_boxes() -> None:
+    from siamtfa.config import AdversarialDropoutConfig, RoIConfig
+    from siamtfa.model.roi_head import RoIHead
+
+    head = RoIHead(RoIConfig(), AdversarialDropoutConfig(), 8, [4, 8])
+    torch.manual_seed(0)
+    # maps and template exactly representable in bf16, so both runs see the same values
+    feats = [torch.randn(1, 8, 80, 96).bfloat16(), torch.randn(1, 8, 40, 48).bfloat16()]
+    template = torch.randn(1, 8, 7, 7).bfloat16()
+    # in bf16, 301.3 would be 302 and 201.7 would be 202
+    rois = [torch.tensor([[201.7, 150.2, 301.3, 249.9], [10.3, 20.6, 40.2, 70.9]])]
+    got = head.fused_features(feats, rois, template, clip_len=1)
+    want = head.fused_features([f.float() for f in feats], rois, template.float(), clip_len=1)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -47,8 +47,7 @@ class RoIHead(nn.Module):
         frame = torch.cat(
             [torch.full((len(r),), i, device=template.device) for i, r in enumerate(rois)]
         )
-        dtype = template.dtype
-        boxes = torch.cat((frame[:, None].to(dtype), torch.cat(rois).to(dtype)), 1)
+        boxes = torch.cat((frame[:, None].float(), torch.cat(rois).float()), 1)
         pooled = multiscale_roi_align(
             feats, self.strides, boxes, self.cfg.output_size, self.cfg.sampling_ratio, aligned=True
         )
