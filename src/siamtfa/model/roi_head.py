@@ -47,7 +47,8 @@ class RoIHead(nn.Module):
         frame = torch.cat(
             [torch.full((len(r),), i, device=template.device) for i, r in enumerate(rois)]
         )
-        boxes = torch.cat((frame[:, None].float(), torch.cat(rois).float()), 1)
+        dtype = torch.promote_types(template.dtype, torch.float32)  # never bf16: see roi_align
+        boxes = torch.cat((frame[:, None].to(dtype), torch.cat(rois).to(dtype)), 1)
         pooled = multiscale_roi_align(
             feats, self.strides, boxes, self.cfg.output_size, self.cfg.sampling_ratio, aligned=True
         )

@@ -166,8 +166,9 @@ def multiscale_roi_align(
 
     Sampled in float32 whatever the maps' dtype, as CUDA autocast does for ``grid_sample``: a
     bf16 coordinate near 300 px is off by up to 1 px, and bf16 sampling is slower on CPU.
-    Returns float32."""
-    boxes = boxes.float()
+    Returns float32 (float64 for float64 maps)."""
+    dtype = torch.promote_types(features[0].dtype, torch.float32)
+    boxes = boxes.to(dtype)
     levels = [round(math.log2(s)) for s in strides]
     target = level_for_boxes(boxes[:, 1:], min(levels), max(levels))
     parts, groups = [], []
@@ -176,7 +177,7 @@ def multiscale_roi_align(
         if idx.numel():
             parts.append(
                 roi_align(
-                    feat.float(), boxes[idx], output_size, 1.0 / stride, sampling_ratio, aligned
+                    feat.to(dtype), boxes[idx], output_size, 1.0 / stride, sampling_ratio, aligned
                 )
             )
             groups.append(idx)
