@@ -47,8 +47,8 @@ class RoIHead(nn.Module):
         frame = torch.cat(
             [torch.full((len(r),), i, device=template.device) for i, r in enumerate(rois)]
         )
-        dtype = torch.promote_types(template.dtype, torch.float32)  # never bf16: see roi_align
-        boxes = torch.cat((frame[:, None].to(dtype), torch.cat(rois).to(dtype)), 1)
+        boxes = torch.cat(rois)  # in their own dtype: roi_align samples in float32 or wider
+        boxes = torch.cat((frame[:, None].to(boxes.dtype), boxes), 1)
         pooled = multiscale_roi_align(
             feats, self.strides, boxes, self.cfg.output_size, self.cfg.sampling_ratio, aligned=True
         )

@@ -69,9 +69,8 @@ class SiamTFA(nn.Module):
         _check_images("template_images", images)
         _check_boxes("template_boxes", boxes, images.shape[0])
         feats = self.pyramid(images, None)
-        dtype = torch.promote_types(feats[0].dtype, torch.float32)  # never bf16: see roi_align
-        idx = torch.arange(len(boxes), device=boxes.device, dtype=dtype)
-        rois = torch.cat((idx[:, None], boxes.to(dtype)), 1)
+        idx = torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)
+        rois = torch.cat((idx[:, None], boxes), 1)  # not cast to bf16 maps: see roi_align
         return multiscale_roi_align(
             feats[:4],
             STRIDES[:4],
