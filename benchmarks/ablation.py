@@ -4,7 +4,8 @@ synthetic benchmark made to need temporal context (``--temporal-stress``: blur, 
 
 Runs resume: rerun the same command to continue training (``--stop-after`` bounds this
 session's share) and, once a variant has finished, to evaluate it. Prints AO / SR0.5 / SR0.75
-per variant as mean ± half the range over the seeds (every run's figures in ablation.json).
+per variant as mean ± half the range over the seeds, and the AO difference to the baseline of
+the same seed (every run's figures in ablation_<sequences>x<frames>.json).
 ``--init CKPT`` starts every variant from the same weights (neither switch has parameters),
 for a fine-tuning ablation when training each from scratch is beyond the budget.
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from siamtfa import config
 from siamtfa.data.datasets import read_got10k
+from siamtfa.data.io import atomic_write_text
 from siamtfa.data.synthetic import make_synthetic
 from siamtfa.evaluation.runner import evaluate, run_benchmark
 from siamtfa.tracking import Tracker
@@ -55,7 +57,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100)
     args = parser.parse_args()
     out = Path(args.out)
-    bench = out / f"heldout_temporal_{HELD_OUT_SEED}"
+    # named by its size, so that finished runs can be scored again on a larger benchmark
+    size = f"{args.sequences}x{args.frames}"
+    bench = out / f"heldout_temporal_{HELD_OUT_SEED}_{size}"
     textures = args.textures if args.textures and Path(args.textures).is_dir() else None
     make_synthetic(
         bench,
@@ -81,7 +85,7 @@ def main() -> None:
             if result.iteration < args.iterations:
                 print(f"{run}: at iteration {result.iteration} of {args.iterations}")
                 continue
-            results = run / "heldout"
+            results = run / f"heldout_{size}"
             tracker = Tracker(run / "last.pt", "online")
             run_benchmark(
                 tracker,
@@ -92,24 +96,34 @@ def main() -> None:
                 progress=False,
                 info={"variant": variant, "seed": seed},
             )
-            scores[variant].append(evaluate(results, "siamtfa", sequences, "got10k")["overall"])
+            overall = evaluate(results, "siamtfa", sequences, "got10k")["overall"]
+            scores[variant].append({"seed": seed, **overall})
     print(
         f"\n{'variant':<16} {'temporal':>8} {'adv':>4} {'runs':>4} "
-        f"{'AO':>15} {'SR0.5':>15} {'SR0.75':>15}"
+        f"{'AO':>15} {'SR0.5':>15} {'SR0.75':>15} {'AO - baseline':>15}"
     )
-    summary = {}
+    # the seed moves every variant alike (same init and data order): the AO difference to the
+    # baseline of the same seed is the sharper comparison
+    baseline = {r["seed"]: r["ao"] for r in scores["baseline"]}
     for variant, (temporal, adv) in VARIANTS.items():
         rows = scores[variant]
-        cells = []
-        for key in ("ao", "sr50", "sr75"):
-            v = np.array([r[key] for r in rows])
-            cells.append(f"{v.mean():.3f} ± {(v.max() - v.min()) / 2:.3f}" if len(v) else "-")
-        summary[variant] = rows
+        paired = [r["ao"] - baseline[r["seed"]] for r in rows if r["seed"] in baseline]
+        cells = [_spread([r[key] for r in rows]) for key in ("ao", "sr50", "sr75")] + [
+            _spread(paired, "+.3f")
+        ]
         print(
             f"{variant:<16} {'yes' if temporal else 'no':>8} {'yes' if adv else 'no':>4} "
-            f"{len(rows):>4} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}"
+            f"{len(rows):>4} " + " ".join(f"{c:>15}" for c in cells)
         )
-    (out / "ablation.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out / f"ablation_{size}.json", json.dumps(scores, indent=1))
+
+
+def _spread(values: list[float], fmt: str = ".3f") -> str:
+    """``mean ± half range``, or ``-`` for no value."""
+    if not values:
+        return "-"
+    v = np.array(values)
+    return f"{v.mean():{fmt}} ± {(v.max() - v.min()) / 2:.3f}"
 
 
 if __name__ == "__main__":

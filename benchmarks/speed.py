@@ -2,9 +2,10 @@
 bf16 autocast + channels_last), CSRT and KCF; the temporal-shift overhead; peak memory.
 
 Each configuration runs in a fresh process (peak memory is its own). Frames are generated in
-memory (decoding excluded); FPS counts the frames after ``init``.
+memory (decoding excluded); FPS counts the frames after ``init``, in the fastest of
+``--passes`` passes over them (another process on the machine can only slow a pass down).
 
-    python benchmarks/speed.py [--checkpoint C] [--frames 30]
+    python benchmarks/speed.py [--checkpoint C] [--frames 30] [--passes 3]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -27,6 +29,9 @@ CONFIGS = {
     "lite online 320 bf16+cl, tuned": ("lite", "online", (320, 240), True, True, True),
     "lite online 320 bf16+cl, no shift": ("lite", "online", (320, 240), True, False, False),
     "lite clip 320 bf16+cl": ("lite", "clip", (320, 240), True, True, False),
+    # the network alone on a ready batch of 1 or 3 frames: the most that clips can gain here
+    "lite network 320 bf16+cl, batch 1": ("lite", "network 1", (320, 240), True, True, False),
+    "lite network 320 bf16+cl, batch 3": ("lite", "network 3", (320, 240), True, True, False),
     "paper online fp32": ("paper", "online", None, False, True, False),
     "paper online bf16+cl": ("paper", "online", None, True, True, False),
     "paper clip bf16+cl": ("paper", "clip", None, True, True, False),
@@ -35,7 +40,7 @@ CONFIGS = {
 }
 
 
-def worker(name: str, frames: int, checkpoint: str | None) -> None:
+def worker(name: str, frames: int, checkpoint: str | None, passes: int) -> None:
     from siamtfa import build_model
     from siamtfa.config import InputConfig, preset
     from siamtfa.data.synthetic import render_sequence
@@ -61,6 +66,10 @@ def worker(name: str, frames: int, checkpoint: str | None) -> None:
             model = build_model(cfg)
             model.load_state_dict(state)
         inp = InputConfig(max_size=size[0], min_size=size[1]) if size else cfg.input
+        if mode.startswith("network"):
+            fps = network_speed(model, seq, inp, int(mode.split()[1]), passes)
+            print(json.dumps({"fps": max(fps), "peak_mb": _peak_mb(), "frames": frames}))
+            return
         tracker = Tracker(
             model,
             mode,
@@ -72,27 +81,66 @@ def worker(name: str, frames: int, checkpoint: str | None) -> None:
             tracking=cfg.tracking if tuned else None,
         )
     tracker.track(seq.frames[:4], seq.boxes[0])  # warm-up
-    _, times = tracker.track(seq.frames, seq.boxes[0])
+    fps = []
+    for _ in range(passes):
+        _, times = tracker.track(seq.frames, seq.boxes[0])
+        fps.append((len(times) - 1) / times[1:].sum())
+    print(json.dumps({"fps": max(fps), "peak_mb": _peak_mb(), "frames": frames}))
+
+
+def _peak_mb() -> float:
     if torch.cuda.is_available():
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {"fps": (len(times) - 1) / times[1:].sum(), "peak_mb": peak, "frames": len(times) - 1}
-        )
-    )
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def network_speed(model: torch.nn.Module, seq, inp, batch: int, passes: int) -> list[float]:
+    """Frames/s of ``forward_search`` alone (bf16 autocast, channels_last) on ``seq``'s frames,
+    prepared beforehand in batches of ``batch``: no decoding, resizing or box selection."""
+    from siamtfa.data import transforms as T
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device).eval().to(memory_format=torch.channels_last)
+    h, w = seq.frames[0].shape[:2]
+    region = T.Region(T.fit_scale(w, h, inp), 0.0, 0.0)
+    images = torch.stack(
+        [
+            T.pad_to_divisor(T.normalize(T.crop_resize(f, region, inp), inp), inp.size_divisor)
+            for f in seq.frames
+        ]
+    ).to(device, memory_format=torch.channels_last)
+    x, y, bw, bh = (seq.boxes[0] * region.scale).tolist()
+    box = torch.tensor([[x, y, x + bw, y + bh]], device=device)
+    batches = [images[i : i + batch] for i in range(1, len(images) - batch + 1, batch)]
+    fps = []
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16):
+        template = model.template_features(images[:1], box)
+        model.forward_search(template, batches[0], batch)  # warm-up
+        for _ in range(passes):
+            _sync()
+            start = time.perf_counter()
+            for frames in batches:
+                model.forward_search(template, frames, batch)
+            _sync()
+            fps.append(len(batches) * batch / (time.perf_counter() - start))
+    return fps
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--passes", type=int, default=3, help="timed passes; the fastest counts")
     parser.add_argument("--checkpoint", help="trained lite checkpoint (default: random weights)")
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS))
     parser.add_argument("--worker")
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.frames, args.checkpoint)
+        worker(args.worker, args.frames, args.checkpoint, args.passes)
         return
     device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"{device}; 640x480 frames, FPS over the frames after init (decode excluded)")
@@ -100,6 +148,7 @@ def main() -> None:
     results = {}
     for name in args.only or CONFIGS:
         cmd = [sys.executable, __file__, "--worker", name, "--frames", str(args.frames)]
+        cmd += ["--passes", str(args.passes)]
         cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
@@ -115,6 +164,10 @@ def main() -> None:
     clip = "lite clip 320 bf16+cl"
     if clip in results and on in results:
         print(f"clip / online throughput (lite): {results[clip]['fps'] / results[on]['fps']:.2f}")
+    one, three = "lite network 320 bf16+cl, batch 1", "lite network 320 bf16+cl, batch 3"
+    if one in results and three in results:
+        ratio = results[three]["fps"] / results[one]["fps"]
+        print(f"network alone, batch 3 / batch 1 throughput (the most clips can gain): {ratio:.2f}")
 
 
 if __name__ == "__main__":
