@@ -17,8 +17,13 @@ import resource
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from siamtfa.config import InputConfig
+    from siamtfa.data.synthetic import SyntheticSequence
 
 # name: (preset, mode, input (max, min) or None for the preset's, fast, temporal, tuned): the
 # network alone runs the paper's tracking rule; "tuned" adds the --checkpoint's own tracking
@@ -94,7 +99,9 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def network_speed(model: torch.nn.Module, seq, inp, batch: int, passes: int) -> list[float]:
+def network_speed(
+    model: torch.nn.Module, seq: SyntheticSequence, inp: InputConfig, batch: int, passes: int
+) -> list[float]:
     """Frames/s of ``forward_search`` alone (bf16 autocast, channels_last) on ``seq``'s frames,
     prepared beforehand in batches of ``batch``: no decoding, resizing or box selection."""
     from siamtfa.data import transforms as T
