@@ -163,9 +163,15 @@ def test_track_needs_a_box(tmp_path: Path) -> None:
 
 
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--sequences", "1", "--frames", "5"]) == 0
+    import cv2
+
+    assert main(["demo", "--out", str(tmp_path), "--sequences", "2", "--frames", "5"]) == 0
     printed = capsys.readouterr().out
     assert "AO" in printed and "demo.mp4" in printed
-    assert (tmp_path / "demo.mp4").stat().st_size > 1000
+    per_sequence = next(line for line in printed.splitlines() if line.startswith("AO per sequence"))
+    assert len(per_sequence.split(":")[1].split(",")) == 2
+    video = cv2.VideoCapture(str(tmp_path / "demo.mp4"))
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 10  # every frame of both sequences
+    video.release()
     assert (tmp_path / "results" / "success.png").is_file()
     assert (tmp_path / "results" / "report.json").is_file()

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from siamtfa import config
@@ -173,7 +172,7 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic sequences, tracked by the default tracker; MP4, success plot, AO/SR table."""
-    from siamtfa.data.datasets import read_got10k
+    from siamtfa.data.datasets import read_frame, read_got10k
     from siamtfa.data.synthetic import make_synthetic
     from siamtfa.evaluation.results import read_result
     from siamtfa.evaluation.runner import format_table, report, result_paths, run_benchmark
@@ -187,20 +186,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     shutil.rmtree(out / "results" / name, ignore_errors=True)  # a demo always tracks afresh
     run_benchmark(tracker, name, sequences, out / "results", "got10k", info=info)
     results = report(out / "results", sequences, "got10k", title="synthetic demo")
-    seq = sequences[0]
-    pred = read_result(result_paths(out / "results", name, seq.name, "got10k")[0])
     video = AnnotatedVideo(out / "demo.mp4", 10)
-    from PIL import Image
-
-    for t, path in enumerate(seq.frames):
-        with Image.open(path) as im:
-            frame = np.asarray(im.convert("RGB"))
-        video.write(
-            frame,
-            [(seq.boxes[t], (255, 255, 255)), (pred[t], (0, 255, 0))],
-            f"frame {t}  white: truth  green: siamtfa",
-        )
+    for i, seq in enumerate(sequences):  # every sequence: the good and the bad
+        pred = read_result(result_paths(out / "results", name, seq.name, "got10k")[0])
+        for t, path in enumerate(seq.frames):
+            video.write(
+                read_frame(path),
+                [(seq.boxes[t], (255, 255, 255)), (pred[t], (0, 255, 0))],
+                f"sequence {i + 1}/{len(sequences)} frame {t}  white: truth  green: siamtfa",
+            )
     video.close()
+    per_sequence = results[name]["per_sequence"]
+    print("AO per sequence: " + ", ".join(f"{per_sequence[s.name]['ao']:.2f}" for s in sequences))
     print(format_table(results))
     print(
         f"annotated video: {out / 'demo.mp4'}\nsuccess plot: {out / 'results' / 'success.png'}"
@@ -365,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="track generated sequences with the default tracker")
     p.add_argument("--out", default="siamtfa_demo", help="output folder")
-    p.add_argument("--sequences", type=int, default=2)
+    p.add_argument("--sequences", type=int, default=6)
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--seed", type=int, default=777000, help="never used for training")
     p.add_argument("--checkpoint")
