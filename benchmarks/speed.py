@@ -1,5 +1,7 @@
 """Tracking speed on 640x480 video: siamtfa lite / paper in online and clip modes (fp32, and
-bf16 autocast + channels_last), CSRT and KCF; the temporal-shift overhead; peak memory.
+bf16 autocast + channels_last), CSRT and KCF; the temporal-shift overhead; peak memory; and
+what clip mode could gain on this device at most: the network alone at batch 3 against batch 1,
+and (CPU) a clip's frames spread one per core, from the 1-thread rate.
 
 Each configuration runs in a fresh process (peak memory is its own). Frames are generated in
 memory (decoding excluded); FPS counts the frames after ``init``, in the fastest of
@@ -37,6 +39,8 @@ CONFIGS = {
     # the network alone on a ready batch of 1 or 3 frames: the most that clips can gain here
     "lite network 320 bf16+cl, batch 1": ("lite", "network 1", (320, 240), True, True, False),
     "lite network 320 bf16+cl, batch 3": ("lite", "network 3", (320, 240), True, True, False),
+    # one thread (CPU): a clip's frames spread one per core could reach cores x this
+    "lite online 320 bf16+cl, 1 thread": ("lite", "online", (320, 240), True, True, False),
     "paper online fp32": ("paper", "online", None, False, True, False),
     "paper online bf16+cl": ("paper", "online", None, True, True, False),
     "paper clip bf16+cl": ("paper", "clip", None, True, True, False),
@@ -52,6 +56,8 @@ def worker(name: str, frames: int, checkpoint: str | None, passes: int) -> None:
     from siamtfa.tracking import OpenCVTracker, Tracker, load_model
 
     kind, mode, size, fast, temporal, tuned = CONFIGS[name]
+    if name.endswith("1 thread"):
+        torch.set_num_threads(1)
     if kind == "paper" and not torch.cuda.is_available():
         frames = min(frames, 4)  # seconds per frame on a CPU
     seq = render_sequence(4242, 0, frames + 1, size=(640, 480))
@@ -175,6 +181,11 @@ def main() -> None:
     if one in results and three in results:
         ratio = results[three]["fps"] / results[one]["fps"]
         print(f"network alone, batch 3 / batch 1 throughput (the most clips can gain): {ratio:.2f}")
+    single = "lite online 320 bf16+cl, 1 thread"
+    if single in results and on in results and not torch.cuda.is_available():
+        cores = torch.get_num_threads()
+        ratio = cores * results[single]["fps"] / results[on]["fps"]
+        print(f"{cores} frames at a time, one per core, at best: {ratio:.2f} x online")
 
 
 if __name__ == "__main__":
