@@ -116,12 +116,8 @@ def network_speed(
     model = model.to(device).eval().to(memory_format=torch.channels_last)
     h, w = seq.frames[0].shape[:2]
     region = T.Region(T.fit_scale(w, h, inp), 0.0, 0.0)
-    images = torch.stack(
-        [
-            T.pad_to_divisor(T.normalize(T.crop_resize(f, region, inp), inp), inp.size_divisor)
-            for f in seq.frames
-        ]
-    ).to(device, memory_format=torch.channels_last)
+    images = torch.stack([T.prepare_region(f, region, inp) for f in seq.frames])
+    images = images.to(device, memory_format=torch.channels_last)
     x, y, bw, bh = (seq.boxes[0] * region.scale).tolist()
     box = torch.tensor([[x, y, x + bw, y + bh]], device=device)
     batches = [images[i : i + batch] for i in range(1, len(images) - batch + 1, batch)]

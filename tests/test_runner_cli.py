@@ -170,6 +170,7 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "AO" in printed and "demo.mp4" in printed
     per_sequence = next(line for line in printed.splitlines() if line.startswith("AO per sequence"))
     assert len(per_sequence.split(":")[1].split(",")) == 2
+    assert (tmp_path / "demo.mp4").stat().st_size > 1000
     video = cv2.VideoCapture(str(tmp_path / "demo.mp4"))
     assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 10  # every frame of both sequences
     video.release()

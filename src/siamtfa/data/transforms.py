@@ -98,3 +98,9 @@ def crop_resize(rgb: np.ndarray, region: Region, cfg: InputConfig) -> np.ndarray
     x0, y0 = region.x0, region.y0
     box = (x0, y0, x0 + size[0] / region.scale, y0 + size[1] / region.scale)
     return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, box=box))
+
+
+def prepare_region(rgb: np.ndarray, region: Region, cfg: InputConfig) -> Tensor:
+    """The network's input ``[3, H', W']`` for ``region`` of ``rgb``: cropped and resized,
+    normalised, padded to ``cfg.size_divisor``."""
+    return pad_to_divisor(normalize(crop_resize(rgb, region, cfg), cfg), cfg.size_divisor)

@@ -164,9 +164,9 @@ def multiscale_roi_align(
 ) -> Tensor:
     """RoIAlign from an FPN pyramid (levels ``log2(stride)``), each RoI from its level's map.
 
-    Sampled in float32 whatever the maps' dtype, as CUDA autocast does for ``grid_sample``: a
-    bf16 coordinate near 300 px is off by up to 1 px, and bf16 sampling is slower on CPU.
-    Returns float32 (float64 for float64 maps)."""
+    Sampled in float32 or wider whatever the maps' dtype, as CUDA autocast does for
+    ``grid_sample``: a bf16 coordinate near 300 px is off by up to 1 px, and bf16 sampling is
+    slower on CPU. Returns float32 (float64 for float64 maps)."""
     dtype = torch.promote_types(features[0].dtype, torch.float32)
     boxes = boxes.to(dtype)
     levels = [round(math.log2(s)) for s in strides]

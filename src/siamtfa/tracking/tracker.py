@@ -178,10 +178,7 @@ class Tracker:
         h, w = rgb.shape[:2]
         if region is None:
             region = T.Region(T.fit_scale(w, h, self.input_cfg), 0.0, 0.0)
-        t = T.pad_to_divisor(
-            T.normalize(T.crop_resize(rgb, region, self.input_cfg), self.input_cfg),
-            self.input_cfg.size_divisor,
-        )
+        t = T.prepare_region(rgb, region, self.input_cfg)
         dtype = next(self.model.parameters()).dtype
         t = t[None].to(self.device, dtype).contiguous(memory_format=self.memory_format)
         return t, region, (w, h)
