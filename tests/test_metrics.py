@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ from siamtfa.evaluation import (
     rect_iou,
 )
 from siamtfa.evaluation.results import read_result, write_got10k_result
+
+from .conftest import official_got10k_overall
 
 toolkit = pytest.importorskip("got10k.utils.metrics")
 
@@ -79,8 +80,6 @@ def make_got10k_val(root: Path, rng: np.random.Generator, n_seq: int = 3):
 
 
 def test_got10k_metrics_match_toolkit_report(tmp_path: Path) -> None:
-    from got10k.experiments import ExperimentGOT10k
-
     rng = np.random.default_rng(0)
     gts, covers = make_got10k_val(tmp_path / "data", rng)
     preds = {}
@@ -93,17 +92,7 @@ def test_got10k_metrics_match_toolkit_report(tmp_path: Path) -> None:
         preds[name] = read_result(
             tmp_path / "results" / "GOT-10k" / "mine" / name / f"{name}_001.txt"
         )
-    exp = ExperimentGOT10k(
-        str(tmp_path / "data"),
-        subset="val",
-        result_dir=str(tmp_path / "results"),
-        report_dir=str(tmp_path / "reports"),
-    )
-    exp.report(["mine"])
-    official = json.loads(
-        (tmp_path / "reports" / "GOT-10k" / "mine" / "performance.json").read_text()
-    )
-    official = official["mine"]["overall"]
+    official = official_got10k_overall(tmp_path, "mine")
     ours = got10k_metrics(preds, gts, covers, {n: (320, 240) for n in gts})
     assert ours.ao == pytest.approx(official["ao"], abs=1e-6)
     assert ours.sr50 == pytest.approx(official["sr"], abs=1e-6)
