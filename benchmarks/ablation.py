@@ -45,6 +45,13 @@ def main() -> None:
     parser.add_argument("--data", action="append", required=True)
     parser.add_argument("--iterations", type=int, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        help="train/score only these rows (to split the runs across machines or sessions)",
+    )
     parser.add_argument("--out", default="runs/ablation")
     parser.add_argument("--stop-after", type=int, help="train each unfinished run up to here")
     parser.add_argument("--init", help="checkpoint every variant starts from (fine-tuning)")
@@ -72,7 +79,8 @@ def main() -> None:
     sequences = read_got10k(bench)
     scores: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for seed in args.seeds:
-        for variant, (temporal, adv) in VARIANTS.items():
+        for variant in args.variants:
+            temporal, adv = VARIANTS[variant]
             run = out / f"{variant.replace(' ', '').replace('+', 'p')}_seed{seed}"
             cfg = config.load(args.config)
             cfg.model.temporal.enabled = temporal
