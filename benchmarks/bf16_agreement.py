@@ -26,17 +26,21 @@ from siamtfa.evaluation.metrics import rect_iou
 from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT, Tracker
 
 
-def forced_answers(tracker: Tracker, seq: Sequence) -> np.ndarray:
-    """``tracker``'s box ``[N, 4]`` for each frame, told the ground truth before each."""
+def forced_answers(
+    tracker: Tracker, seq: Sequence
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """``tracker``'s box ``[N, 4]`` for each frame, told the ground truth before each, and,
+    per frame after the first, its ranked RoIs (image ``x1, y1, x2, y2``, scores)."""
     tracker.init(seq.frames[0], seq.boxes[0])
-    boxes = [seq.boxes[0]]
+    boxes, candidates = [seq.boxes[0]], []
     for t in range(1, len(seq)):
         if seq.visible[t - 1]:
             tracker.box = seq.boxes[t - 1].astype(np.float64)
             seen = t >= 2 and seq.visible[t - 2]
             tracker.earlier = seq.boxes[t - 2].astype(np.float64) if seen else None
         boxes.append(tracker.update(seq.frames[t]))
-    return np.stack(boxes)
+        candidates.append(tracker.candidates)
+    return np.stack(boxes), candidates
 
 
 def main() -> None:
@@ -52,7 +56,7 @@ def main() -> None:
     bf16 = Tracker(args.checkpoint, "online", "cpu", precision="bf16", channels_last=True)
     truth, ious = {"fp32": [], "bf16": []}, []
     for seq in tqdm(sequences, desc="sequences"):
-        a, b = forced_answers(fp32, seq), forced_answers(bf16, seq)
+        a, b = forced_answers(fp32, seq)[0], forced_answers(bf16, seq)[0]
         keep = seq.visible[1:]
         gt = seq.boxes[1:][keep]
         truth["fp32"].append(rect_iou(a[1:][keep], gt))
