@@ -6,7 +6,7 @@ search region and prior), the frames with a visible target split into *lost* (Io
 nothing can be lost, which leaves the precision of the box it answers with; the same frames'
 ranked RoIs give the paper's top-scoring RoI and the ceiling of a perfect choice: the RoI with
 the best IoU among the 10 top-scoring ones, and among all of them. Figures are mean IoU over the
-frames after the first with a visible target (AO without GOT-10k's per-frame weighting).
+frames after the first with a visible target.
 
     python benchmarks/error_budget.py --root runs/tune/syn_5001 --root runs/tune/syn_5004
 """
