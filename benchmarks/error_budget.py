@@ -22,17 +22,8 @@ from tqdm import tqdm
 
 from siamtfa.data.datasets import read_dataset
 from siamtfa.evaluation.metrics import rect_iou
+from siamtfa.ops import xyxy_to_xywh
 from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT, Tracker
-
-COLUMNS = (
-    "tracked",
-    "lost",
-    "held",
-    "forced",
-    "forced top RoI",
-    "best of top 10",
-    "best of all",
-)
 
 
 def candidate_ious(candidates: tuple[np.ndarray, np.ndarray], truth: np.ndarray) -> np.ndarray:
@@ -40,7 +31,7 @@ def candidate_ious(candidates: tuple[np.ndarray, np.ndarray], truth: np.ndarray)
     boxes = candidates[0]
     if not len(boxes):
         return np.zeros(1)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
+    xywh = xyxy_to_xywh(torch.from_numpy(boxes)).numpy()
     return rect_iou(xywh, np.repeat(truth[None], len(boxes), 0))
 
 
@@ -82,10 +73,11 @@ def main() -> None:
         args.checkpoint, "online", "cpu", precision=args.precision, channels_last=True
     )
     rows = {root: budget(tracker, read_dataset(args.dataset, root)) for root in args.root}
-    print("| set | " + " | ".join(COLUMNS) + " |")
-    print("| --- " * (len(COLUMNS) + 1) + "|")
+    columns = list(next(iter(rows.values())))
+    print("| set | " + " | ".join(columns) + " |")
+    print("| --- " * (len(columns) + 1) + "|")
     for root, row in rows.items():
-        print(f"| {root} | " + " | ".join(f"{row[c]:.3f}" for c in COLUMNS) + " |")
+        print(f"| {root} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
 
 
 if __name__ == "__main__":
