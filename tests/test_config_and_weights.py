@@ -25,6 +25,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     cfg = preset("lite")
     cfg.model.temporal.causal = True
     cfg.model.rpn.anchor_sizes = (16.0, 32.0, 64.0, 128.0, 256.0)
+    cfg.train.amp_dtype = "bfloat16"
     path = tmp_path / "cfg.yaml"
     config.save(cfg, path)
     assert config.load(path) == cfg
@@ -38,6 +39,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         ("train:\n  iterations: 1.5\n", r"train\.iterations: expected an integer"),
         ("model:\n  rpn:\n    anchor_sizes: [1, x]\n", r"model\.rpn\.anchor_sizes\[1\]"),
         ("model: 3\n", r"model: expected a mapping"),
+        ("train:\n  amp_dtype: float32\n", r"train\.amp_dtype: expected one of 'float16'"),
         ("- a\n", "top level must be a mapping"),
     ],
 )

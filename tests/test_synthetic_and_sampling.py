@@ -62,6 +62,19 @@ def test_written_layout_reads_back(tmp_path: Path) -> None:
     assert seqs[1].meta["resolution"] == "(320, 240)"
 
 
+def test_parallel_workers_write_the_same_files(tmp_path: Path) -> None:
+    make_synthetic(tmp_path / "one", 3, 4, seed=6, size=(96, 64), progress=False)
+    (tmp_path / "two" / "SYN-6-000001").mkdir(parents=True)  # an unfinished folder is redone
+    make_synthetic(tmp_path / "two", 3, 4, seed=6, size=(96, 64), progress=False, workers=2)
+    one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.*"))
+    two = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.*"))
+    assert one == two and len(one) == 3 * (4 + 5) + 1
+    for rel in one:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
+    with pytest.raises(ValueError, match="workers"):
+        make_synthetic(tmp_path / "x", 1, 2, seed=0, progress=False, workers=0)
+
+
 # --------------------------------------------------------------------------- sampler
 
 

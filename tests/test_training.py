@@ -84,6 +84,14 @@ def test_resume_continues_exactly(tmp_path: Path, data: list[str]) -> None:
     torch.testing.assert_close(on_disk["roi_head.cls.weight"], a["roi_head.cls.weight"])
 
 
+def test_time_limit_checkpoints_and_resume_finishes(tmp_path: Path, data: list[str]) -> None:
+    # a limit of 0 s is passed after the first iteration: stop there, checkpointed
+    first = train(tiny_config(3), data, tmp_path, progress=False, time_limit=0.0)
+    assert first.iteration == 1 and load_checkpoint(first.checkpoint)["iteration"] == 1
+    resumed = train(tiny_config(3), [], tmp_path, resume=True, progress=False, time_limit=1e6)
+    assert resumed.iteration == 3
+
+
 def test_resume_can_replan_the_length(tmp_path: Path, data: list[str]) -> None:
     train(tiny_config(6), data, tmp_path, progress=False, stop_after=2)
     result = train(tiny_config(6), [], tmp_path, resume=True, progress=False, iterations=4)

@@ -222,6 +222,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         temporal_stress=args.temporal_stress,
         target_size=tuple(args.target_size),
         motion=tuple(args.motion),
+        workers=args.workers,
     )
     print(f"{len(names)} sequences of {args.frames} frames in {args.out} (GOT-10k layout)")
     return 0
@@ -239,6 +240,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
             stop_after=args.stop_after,
             iterations=args.iterations,
+            time_limit=args.time_limit,
         )
     else:
         if not args.data or not args.out:
@@ -251,7 +253,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.init:
             cfg.train.init = args.init
         result = train(
-            cfg, args.data, args.out, device=args.device, stop_after=args.stop_after, val=args.val
+            cfg,
+            args.data,
+            args.out,
+            device=args.device,
+            stop_after=args.stop_after,
+            val=args.val,
+            time_limit=args.time_limit,
         )
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
     print(f"iteration {result.iteration}: {losses}\ncheckpoint: {result.checkpoint}")
@@ -433,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("MIN", "MAX"),
         help="speed factor per sequence, drawn log-uniformly (real video: about 1 10)",
     )
+    p.add_argument("--workers", type=int, default=1, help="processes (same output for any)")
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser("train", help="train (torchrun for several processes)")
@@ -450,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--iterations", type=int, help="override train.iterations (with --resume: re-plan the run)"
     )
     p.add_argument("--stop-after", type=int, help="checkpoint and stop at this iteration")
+    p.add_argument(
+        "--time-limit", type=float, metavar="SECONDS", help="checkpoint and stop after this long"
+    )
     p.add_argument("--backbone-weights", help="local torchvision ImageNet ResNet checkpoint")
     p.add_argument("--init", metavar="CKPT", help="start from a siamtfa checkpoint's weights")
     p.add_argument(

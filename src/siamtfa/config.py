@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -118,6 +118,8 @@ class TrainConfig:
     lr_steps: tuple[float, ...] = (2.0 / 3.0, 11.0 / 12.0)  # fractions of the run, x0.1 each
     grad_clip: float = 35.0
     amp: bool = True  # used on CUDA only
+    # autocast dtype: float16 (with loss scaling) or bfloat16 (no scaling; Ampere and newer)
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"
     checkpoint_every: int = 1000
     log_every: int = 20
     seed: int = 0
@@ -211,6 +213,13 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def _coerce(value: Any, annotation: Any, path: str) -> Any:
     origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise ConfigError(
+                f"{path}: expected one of {', '.join(map(repr, allowed))}, got {value!r}"
+            )
+        return value
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:

@@ -10,7 +10,9 @@ cannot be seen), ``cut_by_image`` (1 when the box leaves the frame).
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -321,8 +323,10 @@ def make_synthetic(
     temporal_stress: bool = False,
     target_size: tuple[float, float] = (0.12, 0.3),
     motion: tuple[float, float] = (1.0, 1.0),
+    workers: int = 1,
 ) -> list[str]:
-    """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder).
+    """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder), rendered
+    by ``workers`` processes.
 
     Sequences already complete on disk are kept (so an interrupted run resumes); ``list.txt``
     is written last. Returns the sequence names.
@@ -333,15 +337,47 @@ def make_synthetic(
         raise ValueError(f"target_size must satisfy 0 < min <= max < 1, got {target_size}")
     if not 0 < motion[0] <= motion[1]:
         raise ValueError(f"motion must satisfy 0 < min <= max, got {motion}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = [f"SYN-{seed}-{i:06d}" for i in range(sequences)]
+    names = [_name(seed, i) for i in range(sequences)]
+    todo = [i for i in range(sequences) if not (out / names[i] / "meta_info.ini").is_file()]
     bank = TextureBank(read_folder(textures)) if textures else None
-    for i in tqdm(range(sequences), desc="synthetic sequences", disable=not progress):
-        folder = out / names[i]
-        if (folder / "meta_info.ini").is_file():
-            continue
-        seq = render_sequence(seed, i, frames, size, bank, temporal_stress, target_size, motion)
-        write_got10k(seq, folder)
+    job = partial(_write_one, out, seed, frames, size, bank, temporal_stress, target_size, motion)
+    bar = tqdm(
+        total=sequences,
+        initial=sequences - len(todo),
+        desc="synthetic sequences",
+        disable=not progress,
+    )
+    if workers == 1:
+        for i in todo:
+            job(i)
+            bar.update(1)
+    else:  # sequence i is a pure function of (seed, i): any order gives the same files
+        with ProcessPoolExecutor(workers) as pool:
+            for _ in pool.map(job, todo):
+                bar.update(1)
+    bar.close()
     atomic_write_text(out / "list.txt", "\n".join(names) + "\n")
     return names
+
+
+def _write_one(
+    out: Path,
+    seed: int,
+    frames: int,
+    size: tuple[int, int],
+    bank: TextureBank | None,
+    temporal_stress: bool,
+    target_size: tuple[float, float],
+    motion: tuple[float, float],
+    index: int,
+) -> None:
+    seq = render_sequence(seed, index, frames, size, bank, temporal_stress, target_size, motion)
+    write_got10k(seq, out / _name(seed, index))
+
+
+def _name(seed: int, index: int) -> str:
+    return f"SYN-{seed}-{index:06d}"

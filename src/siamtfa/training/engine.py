@@ -152,6 +152,7 @@ def train(
     stop_after: int | None = None,
     val: str | None = None,
     iterations: int | None = None,
+    time_limit: float | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on ``data`` specs (``kind=path[:weight]``), writing to ``out``.
 
@@ -160,7 +161,8 @@ def train(
     ``val`` (``kind=path``) is tracked every ``train.val_every`` iterations; its AO goes to
     ``val.csv`` and the best model to ``best.pt``. ``iterations`` with ``resume`` re-plans the
     run's length (the lr steps move with it; the run is then no longer the one it started as,
-    which ``run.json`` records).
+    which ``run.json`` records). ``time_limit`` (seconds of this call) checkpoints and stops
+    the run at the first iteration past it, as SIGTERM does; ``resume`` continues it.
     """
     out = Path(out)
     rank, local_rank, world = _distributed()
@@ -203,7 +205,8 @@ def train(
         params, lr=lr_at(0, tc, world), momentum=tc.momentum, weight_decay=tc.weight_decay
     )
     use_amp = tc.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = getattr(torch, tc.amp_dtype)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     start = 0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -295,6 +298,7 @@ def train(
         dynamic_ncols=True,
     )
     it = start
+    began = time.monotonic()
     last_losses: dict[str, float] = {}
     path = out / LAST
     wrapped.train()
@@ -304,7 +308,7 @@ def train(
             lr = lr_at(it, tc, world)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                 losses = wrapped(
                     batch["template"].to(dev),
                     batch["template_box"].to(dev),
@@ -338,7 +342,9 @@ def train(
                     csv_file.flush()
                 bar.set_postfix(loss=f"{last_losses['loss']:.3f}", lr=f"{lr:.2e}")
                 bar.update(1)
-            stop_now = stop.requested
+            stop_now = stop.requested or (
+                time_limit is not None and time.monotonic() - began >= time_limit
+            )
             if world > 1:
                 flag = torch.tensor([int(stop_now)])
                 dist.all_reduce(flag)
