@@ -287,7 +287,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         names = [s.name for s in seqs]
         if len(set(names)) < len(names):  # AO is pooled over frames keyed by sequence name
             raise ValueError(f"--tune sets share sequence names: {' '.join(args.tune)}")
-        recorded = record(Tracker(model, "online", "cpu", cfg.input), seqs)
+        recorded = record(Tracker(model, "online", args.device, cfg.input), seqs)
         ranked = grid_search(recorded)
         paper_ao = average_overlap(recorded, config.TrackingConfig())
         print(f"{'AO':>6}  selection (tuned on {' '.join(args.tune)}, {len(seqs)} sequences)")
@@ -317,7 +317,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         for value in values:
             setattr(cfg.tracking, name, value)
             if repr(cfg.tracking) not in tracked:
-                tracker = Tracker(model, "online", "cpu", cfg.input, tracking=cfg.tracking)
+                tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
                 tracked[repr(cfg.tracking)] = tracking_ao(tracker, seqs)
             scores[value] = tracked[repr(cfg.tracking)]
             print(f"{scores[value]:6.3f}  {name} {value:g}")
@@ -325,7 +325,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         info["tuning"][name] = {f"{v:g}": ao for v, ao in scores.items()}
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
-        for k, v in model.state_dict().items()
+        for k, v in model.cpu().state_dict().items()  # --tune may have moved it to the GPU
     }
     save_checkpoint({"model": weights, "config": config.to_dict(cfg), **info}, args.out)
     paper = is_paper_rule(cfg.tracking) and not (
@@ -515,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--template-interval", type=int, default=10, help="frames between template updates"
     )
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.add_argument("--device", help="where --tune tracks (default: cuda if available)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("plot-log", help="draw a run's loss curves (PNG)")
