@@ -71,7 +71,9 @@ def test_parallel_workers_write_the_same_files(tmp_path: Path) -> None:
     assert one == two and len(one) == 3 * (4 + 5) + 1
     for rel in one:
         assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
-    with pytest.raises(ValueError, match="workers"):
+    for i, seq in enumerate(read_got10k(tmp_path / "two")):  # sequence i is render_sequence(6, i)
+        np.testing.assert_allclose(seq.boxes, render_sequence(6, i, 4, (96, 64)).boxes, atol=1e-4)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
         make_synthetic(tmp_path / "x", 1, 2, seed=0, progress=False, workers=0)
 
 
