@@ -163,6 +163,26 @@ def test_export_keeps_the_template_update_that_tracks_best(tmp_path: Path, seque
     assert ao == pytest.approx(scores[f"{kept['template_update']:g}"], abs=1e-9)
 
 
+def test_export_keeps_the_size_lr_that_tracks_best(tmp_path: Path, sequences) -> None:
+    root, seqs = sequences
+    model, last, out = _untrained_checkpoint(tmp_path)
+    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
+    region = ["--search-target-size", "60", "--max-upsample", "1.5"]
+    assert siamtfa([*args, *region, "--size-lr", "1", "0.3"]) == 0
+    exported = load_checkpoint(out)
+    scores = exported["tuning"]["size_lr"]
+    kept = exported["config"]["tracking"]
+    assert set(scores) == {"1", "0.3"} and kept["search_target_size"] == 60
+    assert scores[f"{kept['size_lr']:g}"] == max(scores.values())
+    # each score is the AO of tracking with that size_lr and the rest as exported
+    for value, ao in scores.items():
+        config = {**exported["config"], "tracking": {**kept, "size_lr": float(value)}}
+        assert _tracked_ao(model, config, seqs) == pytest.approx(ao, abs=1e-9)
+    # one value without --tune is simply set
+    assert siamtfa(["export", str(last), str(out), "--size-lr", "0.4"]) == 0
+    assert load_checkpoint(out)["config"]["tracking"]["size_lr"] == 0.4
+
+
 def _untrained_checkpoint(tmp_path: Path) -> tuple[torch.nn.Module, Path, Path]:
     """A small untrained model saved as a training checkpoint, and where to export it."""
     model = small_model().eval()

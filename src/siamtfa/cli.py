@@ -305,9 +305,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     tracked: dict[str, float] = {}  # AO by repr(cfg.tracking): a setting is tracked once
     for name, values in (
         ("search_target_size", args.search_target_size),
+        ("size_lr", args.size_lr),  # the replay chose it for the whole frame, not the region
         ("redetect_below", args.redetect_below),
         ("template_update", args.template_update),
     ):
+        if values is None:  # --size-lr not given: keep the replay's choice
+            continue
         setattr(cfg.tracking, name, values[0])
         if len(values) == 1:
             continue
@@ -492,6 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-upsample", type=float, default=2.0, help="search region's largest enlargement"
+    )
+    p.add_argument(
+        "--size-lr",
+        type=float,
+        nargs="+",
+        metavar="F",
+        help="fraction of the size change taken per frame, replacing the --tune replay's "
+        "choice; several values: tracked on --tune after the search region is chosen",
     )
     p.add_argument(
         "--redetect-below",
