@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from siamtfa.config import preset
-from siamtfa.data.datasets import Sequence, read_got10k
+from siamtfa.data.datasets import DatasetError, Sequence, read_got10k
 from siamtfa.data.sampling import ClipDataset, Source, clip_starts, collate_clips, valid_frames
 from siamtfa.data.synthetic import make_synthetic, render_sequence
 
@@ -105,6 +105,35 @@ def test_filters_and_clip_starts(tmp_path: Path) -> None:
     assert valid.tolist() == [True, True, True, False, True, True, False, True, False, True]
     # clips of 2: every frame valid or absent, at least one valid
     assert clip_starts(valid, visible, 2).tolist() == [0, 1, 4, 7, 8]
+
+
+def test_a_template_box_lost_in_the_resize_draws_the_sample_again(tmp_path: Path) -> None:
+    # frame 0's box passes the filters but only 1 of its 40 columns is inside the 200-wide
+    # image; at scale 0.5 that column is half a pixel: the box is empty after resizing
+    boxes = np.tile([[50.0, 20, 40, 40]], (6, 1))
+    boxes[0] = [199, 20, 40, 40]
+    seq = fake_sequence(tmp_path, boxes, np.ones(6, bool))
+    cfg = preset("lite")
+    cfg.input.max_size, cfg.input.min_size = 100, 50
+    assert valid_frames(seq, cfg.data)[0]
+    ds = ClipDataset([Source("fake", [seq])], 1, cfg.data, cfg.input, seed=3)
+    redrawn = 0
+    for i in range(40):
+        sample = ds[i]
+        first_choice = ds.choose(np.random.default_rng([3, i]))  # the sample's own draw
+        if first_choice[1] == 0:
+            redrawn += 1
+            assert sample["frames"][0] != 0
+        else:  # untouched: the sample an unfixed sampler gave
+            assert sample["frames"].tolist() == [first_choice[1], *first_choice[2]]
+        box = sample["template_box"]
+        assert box[2] - box[0] >= 1 and box[3] - box[1] >= 1
+    assert redrawn > 0
+    boxes[:] = [199, 20, 40, 40]  # nothing can be drawn: a clear error, not a hang
+    ds = ClipDataset([Source("fake", [seq])], 1, cfg.data, cfg.input, seed=3)
+    last = r"\(last .*seq.0000000[1-6].jpg\)"
+    with pytest.raises(DatasetError, match=r"sample 0: .* in 10 draws " + last):
+        ds[0]
 
 
 @pytest.fixture(scope="module")

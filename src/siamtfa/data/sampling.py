@@ -19,6 +19,7 @@ from siamtfa.data import transforms as T
 from siamtfa.data.datasets import DatasetError, Sequence, VideoFrame, read_frame
 
 log = logging.getLogger(__name__)
+MAX_DRAWS = 10  # of one sample whose template box vanishes in the resize
 
 
 @dataclass
@@ -133,7 +134,25 @@ class ClipDataset(torch.utils.data.Dataset):
         return seq, template, list(range(start, start + self.clip_len))
 
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, index])
+        # A frame that passed the filters can still lose its box to the resize (a sliver at
+        # the image border, shrunk by the scale jitter): draw again rather than end a long run
+        # there (a resumed run would stop at the same sample). Draw 0 is the sample itself, so
+        # the samples that never hit this are unchanged.
+        for draw in range(MAX_DRAWS):
+            rng = np.random.default_rng([self.seed, index] + ([draw] if draw else []))
+            sample = self._sample(rng)
+            if isinstance(sample, dict):
+                return sample
+            log.warning(
+                "%s: template box empty after resizing; sample %d drawn again", sample, index
+            )
+        raise DatasetError(
+            f"sample {index}: the template box was empty after resizing in {MAX_DRAWS} draws "
+            f"(last {sample}); check the boxes and data.min_box_side / min_area_fraction"
+        )
+
+    def _sample(self, rng: np.random.Generator) -> dict | str:
+        """One sample, or the template frame's path if its box vanished in the resize."""
         seq, t_idx, clip = self.choose(rng)
         images = [read_frame(seq.frames[i]) for i in [t_idx, *clip]]
         h, w = images[0].shape[:2]
@@ -165,7 +184,7 @@ class ClipDataset(torch.utils.data.Dataset):
             boxes.append(box)
             present.append(ok and bool(seq.visible[i]))
         if not present[0]:
-            raise DatasetError(f"{seq.frames[t_idx]}: template box empty after resizing")
+            return str(seq.frames[t_idx])
         return {
             "template": tensors[0],
             "template_box": boxes[0],
