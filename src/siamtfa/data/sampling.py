@@ -136,10 +136,10 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         # A frame that passed the filters can still lose its box to the resize (a sliver at
         # the image border, shrunk by the scale jitter): draw again rather than end a long run
-        # there (a resumed run would stop at the same sample). Draw 0 is the sample itself, so
-        # the samples that never hit this are unchanged.
+        # there (a resumed run would stop at the same sample). Draw 0 is the sample itself
+        # (numpy seeds [s, i, 0] as [s, i]), so the samples that never hit this are unchanged.
         for draw in range(MAX_DRAWS):
-            rng = np.random.default_rng([self.seed, index] + ([draw] if draw else []))
+            rng = np.random.default_rng([self.seed, index, draw])
             sample = self._sample(rng)
             if isinstance(sample, dict):
                 return sample
