@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def test_a_few_dozen_iterations_lower_the_loss(tmp_path: Path, data: list[str]) 
 
 
 @pytest.fixture
-def one_thread():
+def one_thread() -> Iterator[None]:
     # with 2 threads some CPU reductions sum in a scheduling-dependent order: two straight
     # runs already differ by ~1e-7 here and by more than 1e-6 on the CI machine; with one
     # thread they are bit-identical here, so a resume that loses any state (a wrong dropout RNG
