@@ -3,12 +3,14 @@ prior that a distractor calls for, and ``siamtfa export`` writes a usable fp16 c
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from siamtfa import build_model
 from siamtfa.cli import main as siamtfa
 from siamtfa.config import TrackingConfig, from_dict, to_dict
 from siamtfa.data.datasets import read_dataset
@@ -181,6 +183,29 @@ def test_export_keeps_the_size_lr_that_tracks_best(tmp_path: Path, sequences) ->
     # one value without --tune is simply set
     assert siamtfa(["export", str(last), str(out), "--size-lr", "0.4"]) == 0
     assert load_checkpoint(out)["config"]["tracking"]["size_lr"] == 0.4
+
+
+def test_export_keeps_the_proposal_count_that_tracks_best(tmp_path: Path, sequences) -> None:
+    root, seqs = sequences
+    model, last, out = _untrained_checkpoint(tmp_path)
+    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
+    assert siamtfa([*args, "--proposals", "300", "1"]) == 0
+    exported = load_checkpoint(out)
+    scores = exported["tuning"]["post_nms_top_n_test"]
+    kept = exported["config"]["model"]["rpn"]["post_nms_top_n_test"]
+    assert set(scores) == {"300", "1"} and scores[str(kept)] == max(scores.values())
+    assert scores["300"] != scores["1"]  # the count reaches the RPN
+    # each score is the AO of a model built afresh with that count and the same weights
+    for value, ao in scores.items():
+        config = copy.deepcopy(exported["config"])
+        config["model"]["rpn"]["post_nms_top_n_test"] = int(value)
+        net = build_model(from_dict(config)).eval()
+        net.load_state_dict(model.state_dict())
+        assert _tracked_ao(net, config, seqs) == pytest.approx(ao, abs=1e-9)
+    # one value without --tune is simply set; fewer than one is refused
+    assert siamtfa(["export", str(last), str(out), "--proposals", "50"]) == 0
+    assert load_checkpoint(out)["config"]["model"]["rpn"]["post_nms_top_n_test"] == 50
+    assert siamtfa(["export", str(last), str(out), "--proposals", "0"]) == 2
 
 
 def _untrained_checkpoint(tmp_path: Path) -> tuple[torch.nn.Module, Path, Path]:

@@ -276,6 +276,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from siamtfa.training.checkpoint import load_checkpoint, save_checkpoint
     from siamtfa.training.engine import parse_data_spec
 
+    if args.proposals and min(args.proposals) < 1:
+        raise ValueError(f"--proposals must be at least 1, got {min(args.proposals)}")
     source = load_checkpoint(args.checkpoint)
     model, cfg = load_model(args.checkpoint)
     info = {"source": str(args.checkpoint), "iteration": source.get("iteration")}
@@ -302,29 +304,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg.tracking.template_interval = args.template_interval
     # these change the RoIs themselves, so the replay cannot score them: each value is
     # tracked in full on the --tune sequences, one setting after the other
-    tracked: dict[str, float] = {}  # AO by repr(cfg.tracking): a setting is tracked once
-    for name, values in (
-        ("search_target_size", args.search_target_size),
-        ("size_lr", args.size_lr),  # the replay chose it for the whole frame, not the region
-        ("redetect_below", args.redetect_below),
-        ("template_update", args.template_update),
+    tracked: dict[str, float] = {}  # AO by setting: a setting is tracked once
+    for section, name, flag, values in (
+        (cfg.tracking, "search_target_size", "search-target-size", args.search_target_size),
+        # the replay chose size_lr for the whole frame, not the region
+        (cfg.tracking, "size_lr", "size-lr", args.size_lr),
+        (cfg.tracking, "redetect_below", "redetect-below", args.redetect_below),
+        (cfg.tracking, "template_update", "template-update", args.template_update),
+        # the model shares cfg.model.rpn, so setting it here changes what the RPN keeps
+        (cfg.model.rpn, "post_nms_top_n_test", "proposals", args.proposals),
     ):
-        if values is None:  # --size-lr not given: keep the replay's choice
+        if values is None:  # --size-lr / --proposals not given: keep what there is
             continue
-        setattr(cfg.tracking, name, values[0])
+        setattr(section, name, values[0])
         if len(values) == 1:
             continue
         if not args.tune:
-            raise ValueError(f"several --{name.replace('_', '-')} values need --tune sequences")
+            raise ValueError(f"several --{flag} values need --tune sequences")
         scores = {}
         for value in values:
-            setattr(cfg.tracking, name, value)
-            if repr(cfg.tracking) not in tracked:
+            setattr(section, name, value)
+            key = repr((cfg.tracking, cfg.model.rpn.post_nms_top_n_test))
+            if key not in tracked:
                 tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
-                tracked[repr(cfg.tracking)] = tracking_ao(tracker, seqs)
-            scores[value] = tracked[repr(cfg.tracking)]
+                tracked[key] = tracking_ao(tracker, seqs)
+            scores[value] = tracked[key]
             print(f"{scores[value]:6.3f}  {name} {value:g}")
-        setattr(cfg.tracking, name, max(scores, key=scores.get))  # ties: the first listed
+        setattr(section, name, max(scores, key=scores.get))  # ties: the first listed
         info["tuning"][name] = {f"{v:g}": ao for v, ao in scores.items()}
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
@@ -524,6 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--template-interval", type=int, default=10, help="frames between template updates"
+    )
+    p.add_argument(
+        "--proposals",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="proposals kept after NMS per frame (model.rpn.post_nms_top_n_test; the RoI "
+        "stage's cost grows with it); several values: tracked on --tune after the settings above",
     )
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.add_argument("--device", help="where --tune tracks (default: cuda if available)")
