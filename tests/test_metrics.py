@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 from siamtfa.evaluation import (
+    ao_difference,
     center_error,
     got10k_metrics,
     normalized_precision,
@@ -135,3 +137,42 @@ def test_normalized_precision_hand_case() -> None:
     pred = np.array([[1.0, 0, 10, 20], [6.0, 0, 10, 20]])  # normalised errors 0.1 and 0.6
     # thresholds 0, 0.01, ..., 0.5: the first frame is within 41 of 51, the second within none
     assert normalized_precision(pred, gt) == pytest.approx((41 / 51 + 0 / 51) / 2, abs=1e-9)
+
+
+def _per_sequence(ious: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {n: {"ao": float(np.mean(v)), "frames": len(v)} for n, v in ious.items()}
+
+
+def test_ao_difference_is_the_pooled_difference_with_an_exact_bootstrap_interval() -> None:
+    # per-frame IoUs of two trackers on 4 sequences of unequal length
+    a = {"s0": [0.9, 0.8, 0.7], "s1": [0.2], "s2": [0.6, 0.6], "s3": [0.5, 0.1, 0.3, 0.2]}
+    b = {"s0": [0.5, 0.5, 0.5], "s1": [0.4], "s2": [0.6, 0.7], "s3": [0.1, 0.1, 0.2, 0.0]}
+    diff, low, high = ao_difference(_per_sequence(a), _per_sequence(b), resamples=40000)
+    pooled = np.concatenate(list(a.values())).mean() - np.concatenate(list(b.values())).mean()
+    assert diff == pytest.approx(pooled, abs=1e-12)
+    # the reference: every one of the 4^4 resamples, each frame's IoUs pooled by hand
+    exact = []
+    for pick in itertools.product(a, repeat=4):
+        ia = [x for n in pick for x in a[n]]
+        ib = [x for n in pick for x in b[n]]
+        exact.append(np.mean(ia) - np.mean(ib))
+    exact = np.array(exact)
+    # the interval's ends are the exact distribution's 2.5 % and 97.5 % points (to the
+    # Monte Carlo error of 40 000 draws, ~0.002 in probability): P(d <= end) reaches the
+    # level and P(d < end) does not exceed it
+    for end, q in ((low, 0.025), (high, 0.975)):
+        assert np.mean(exact <= end + 1e-12) >= q - 0.005
+        assert np.mean(exact < end - 1e-12) <= q + 0.005
+    assert low < diff < high
+
+
+def test_ao_difference_degenerate_cases_and_bad_input() -> None:
+    a = _per_sequence({"s0": [0.9, 0.7], "s1": [0.4], "s2": [0.6, 0.2, 0.3]})
+    assert ao_difference(a, a) == (0.0, 0.0, 0.0)
+    # the same shift in every frame: every resample has the same difference
+    b = _per_sequence({"s0": [0.8, 0.6], "s1": [0.3], "s2": [0.5, 0.1, 0.2]})
+    assert ao_difference(a, b) == pytest.approx((0.1, 0.1, 0.1), abs=1e-12)
+    with pytest.raises(ValueError, match="different sequences"):
+        ao_difference(a, {k: v for k, v in b.items() if k != "s1"})
+    with pytest.raises(ValueError, match="different frames"):
+        ao_difference(a, {**b, "s1": {"ao": 0.3, "frames": 2}})

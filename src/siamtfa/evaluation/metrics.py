@@ -144,3 +144,34 @@ def normalized_precision(pred: np.ndarray, gt: np.ndarray) -> float:
     d = ((p[:, :2] + p[:, 2:] / 2) - (g[:, :2] + g[:, 2:] / 2)) / g[:, 2:]
     err = np.sqrt((d**2).sum(axis=1))
     return float((err[:, None] <= NORM_THRESHOLDS[None, :]).mean(axis=0).mean())
+
+
+def ao_difference(
+    a: dict[str, dict[str, float]],
+    b: dict[str, dict[str, float]],
+    resamples: int = 10000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Pooled GOT-10k AO of tracker ``a`` minus tracker ``b`` on the same sequences, with a
+    ``level`` interval from a paired bootstrap over sequences.
+
+    ``a`` and ``b`` are ``GOT10kResult.per_sequence`` (``ao`` and ``frames`` per sequence). The
+    sequences are resampled with replacement, the same draw for both trackers, and each
+    resample's frames pooled as AO pools them; sequences are the unit because one tracking
+    failure changes all the frames after it. Returns ``(difference, low, high)``.
+    """
+    if set(a) != set(b):
+        raise ValueError(f"trackers ran on different sequences: {sorted(set(a) ^ set(b))}")
+    names = [n for n in sorted(a) if a[n]["frames"] > 0]
+    if not names:
+        raise ValueError("no sequence has a frame to score")
+    if any(a[n]["frames"] != b[n]["frames"] for n in names):
+        raise ValueError("trackers scored different frames of the same sequence")
+    frames = np.array([a[n]["frames"] for n in names], np.float64)
+    # summed IoU difference per sequence: a resample's pooled AO difference is its sum / frames
+    delta = np.array([a[n]["ao"] - b[n]["ao"] for n in names]) * frames
+    picks = np.random.default_rng(seed).integers(0, len(names), (resamples, len(names)))
+    samples = delta[picks].sum(axis=1) / frames[picks].sum(axis=1)
+    low, high = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
+    return float(delta.sum() / frames.sum()), float(low), float(high)
