@@ -65,7 +65,7 @@ def main() -> None:
     benchmarks = [("synthetic", "synthetic", synthetic)]
     if Path(args.real).is_dir():
         benchmarks.append(("real", "folder", Path(args.real)))
-    rows, reports = [], {}
+    reports = {}
     for bench, kind, root in benchmarks:
         for name in args.trackers:
             tracker, _, mode = name.partition("-")
@@ -86,19 +86,18 @@ def main() -> None:
                 cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
             if siamtfa(cmd) != 0:
                 raise SystemExit(f"siamtfa {' '.join(cmd)} failed")
-        report = json.loads((out / bench / "report.json").read_text())
-        for name, r in report.items():
-            rows.append((bench, name, r["overall"]))
-        reports[bench] = report
+        reports[bench] = json.loads((out / bench / "report.json").read_text())
     print(
         f"\n{'benchmark':<10} {'tracker':<26} {'AO':>6} {'SR0.5':>6} {'SR0.75':>6} "
         f"{'AUC':>6} {'Prec20':>6} {'FPS':>6}"
     )
-    for bench, name, o in rows:
-        print(
-            f"{bench:<10} {name:<26} {o['ao']:6.3f} {o['sr50']:6.3f} {o['sr75']:6.3f} "
-            f"{o['auc']:6.3f} {o['precision20']:6.3f} {o['fps']:6.1f}"
-        )
+    for bench, report in reports.items():
+        for name, r in report.items():
+            o = r["overall"]
+            print(
+                f"{bench:<10} {name:<26} {o['ao']:6.3f} {o['sr50']:6.3f} {o['sr75']:6.3f} "
+                f"{o['auc']:6.3f} {o['precision20']:6.3f} {o['fps']:6.1f}"
+            )
     # one tracking failure moves every later frame of its sequence, so the sequences, not the
     # frames, are the sample: how sure is each siamtfa-vs-classic gap?
     print("\nAO difference, 95 % interval of a paired bootstrap over sequences:")
