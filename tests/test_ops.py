@@ -143,11 +143,12 @@ def test_roi_align_matches_naive_loop(aligned: bool, ratio: int, scale: float) -
     torch.testing.assert_close(g_got, g_ref, rtol=1e-5, atol=1e-5)
 
 
-def test_roi_align_float32_and_bad_shapes() -> None:
+def test_roi_align_float32_channels_last_and_bad_shapes() -> None:
     inp = torch.randn(2, 4, 8, 10)
-    got = roi_align(inp, ROIS.float(), 2, 1.0, 2, True)
     ref = roi_align_reference(inp.double(), ROIS, 2, 1.0, 2, True)
-    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+    for layout in (torch.contiguous_format, torch.channels_last):  # the tracker's is the latter
+        got = roi_align(inp.contiguous(memory_format=layout), ROIS.float(), 2, 1.0, 2, True)
+        torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"\[K, 5\]"):
         roi_align(inp, torch.zeros(3, 4), 2)
 
