@@ -12,7 +12,9 @@ per step, each step logged and allowed to fail without stopping the next:
    (``configs/finetune_lite_gpu.yaml``) for as many iterations as fit ``--train-seconds``, so
    the lr schedule completes; ``--time-limit`` stops it, checkpointed, if the estimate was off.
 4. ``export``: fp16 weights + config, split into parts that fit the file limit, with SHA-256s.
-5. ``speed``: ``benchmarks/speed.py`` on CUDA (lite and paper, online and clip) with the
+5. ``roi_align``: ``benchmarks/roi_align_speed.py`` on CUDA to ``roi_align.txt`` (the
+   ``embedding_bag`` RoIAlign was chosen on the CPU; is it also the faster one there?).
+6. ``speed``: ``benchmarks/speed.py`` on CUDA (lite and paper, online and clip) with the
    fine-tuned weights, its rows streamed to ``speed.txt`` as they come.
 
 Here (CPU), before the lease: the *train* sequences do not travel (only the checkout does), so
@@ -247,6 +249,8 @@ def run(args: argparse.Namespace) -> None:
         if exported.is_file():
             session.step("split", split, exported, out)
 
+    ops = [sys.executable, str(ROOT / "benchmarks" / "roi_align_speed.py")]
+    session.step("roi_align", session.command, ops, 60, out / "roi_align.txt")
     speed = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--passes", "3"]
     speed += ["--checkpoint", str(exported if exported.is_file() else DEFAULT)]
     speed += ["--only", *(SPEED_CONFIGS if cuda else SPEED_CONFIGS[:2])]
