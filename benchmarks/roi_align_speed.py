@@ -54,7 +54,10 @@ def shipped_roi_align(features: list[Tensor], rois: Tensor) -> Tensor:
     return multiscale_roi_align(features, STRIDES, rois, 7, 2)
 
 
-def case(frames: int, per_frame: int, channels_last: bool, device: str) -> tuple:
+def case(
+    frames: int, per_frame: int, channels_last: bool, device: str
+) -> tuple[list[Tensor], Tensor]:
+    """A pyramid of ``frames`` maps and ``per_frame`` random RoIs on each."""
     gen = torch.Generator().manual_seed(frames * per_frame)
     features = [
         torch.randn(frames, 128, 64 // 2**i, 80 // 2**i, generator=gen).to(device) for i in range(4)
