@@ -7,7 +7,16 @@ import math
 import pytest
 import torch
 
-from siamtfa.ops import BoxCoder, batched_nms, box_iou, nms, roi_align, temporal_shift
+from siamtfa.ops import (
+    BoxCoder,
+    batched_nms,
+    box_iou,
+    multiscale_roi_align,
+    nms,
+    nms_keep,
+    roi_align,
+    temporal_shift,
+)
 
 # --------------------------------------------------------------------------- temporal shift
 
@@ -153,6 +162,56 @@ def test_roi_align_float32_channels_last_and_bad_shapes() -> None:
         roi_align(inp, torch.zeros(3, 4), 2)
 
 
+# FPN rule k = floor(4 + log2(sqrt(wh) / 224)) on P2..P5: by hand, sqrt(wh) of 40, 90 -> 2;
+# 150 -> 3; 300 -> 4; 460, 700 -> 5 (clamped)
+MULTISCALE_ROIS = torch.tensor(
+    [
+        [1, 10.0, 12.0, 50.0, 52.0],  # 40 x 40
+        [0, -20.0, 5.0, 70.0, 95.0],  # 90 x 90, partly outside
+        [1, 20.0, 0.0, 170.0, 150.0],  # 150 x 150
+        [0, 0.0, 0.0, 450.0, 200.0],  # sqrt(450 * 200) = 300
+        [1, -100.0, -50.0, 360.0, 410.0],  # 460 x 460
+        [0, 5.0, 5.0, 705.0, 705.0],  # 700 x 700
+    ],
+    dtype=torch.float64,
+)
+MULTISCALE_LEVELS = [2, 2, 3, 4, 5, 5]
+
+
+@pytest.mark.parametrize("ratio", [-1, 2])
+def test_multiscale_roi_align_reads_each_roi_from_its_level(ratio: int) -> None:
+    torch.manual_seed(0)
+    strides = [4, 8, 16, 32]
+    sizes = [(24, 30), (12, 15), (6, 8), (3, 4)]  # a 96 x 120 image, odd map sizes included
+    feats = [torch.randn(2, 2, h, w, dtype=torch.float64, requires_grad=True) for h, w in sizes]
+    # channels_last maps, as the tracker gives them
+    got = multiscale_roi_align(
+        [f.contiguous(memory_format=torch.channels_last) for f in feats],
+        strides,
+        MULTISCALE_ROIS,
+        2,
+        ratio,
+        aligned=True,
+    )
+    ref = torch.cat(
+        [
+            roi_align_reference(
+                feats[lvl - 2], MULTISCALE_ROIS[i : i + 1], 2, 2.0**-lvl, ratio, True
+            )
+            for i, lvl in enumerate(MULTISCALE_LEVELS)
+        ]
+    )
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+    weights = torch.randn_like(ref)
+    grads = torch.autograd.grad((got * weights).sum(), feats)
+    grads_ref = torch.autograd.grad((ref * weights).sum(), feats)
+    for lvl, (g, g_ref) in enumerate(zip(grads, grads_ref)):
+        assert g_ref.abs().sum() > 0, f"no RoI reads level {lvl + 2}"
+        torch.testing.assert_close(g, g_ref, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="consecutive"):
+        multiscale_roi_align([feats[0], feats[2]], [4, 16], MULTISCALE_ROIS, 2, ratio)
+
+
 # --------------------------------------------------------------------------- NMS, IoU, coder
 
 
@@ -196,6 +255,24 @@ def test_nms_matches_naive_reference_with_ties(seed: int, thr: float) -> None:
     scores = torch.randint(0, 10, (120,), generator=gen).float()  # many ties
     got = nms(boxes, scores, thr).tolist()
     assert got == nms_reference(boxes.tolist(), scores.tolist(), thr)
+
+
+def test_nms_keep_is_the_reference_on_each_rows_valid_boxes() -> None:
+    gen = torch.Generator().manual_seed(7)
+    rows, n, thr = 6, 40, 0.5
+    boxes = torch.stack([random_boxes(n, gen) for _ in range(rows)])
+    scores = torch.randint(0, 6, (rows, n), generator=gen).float()  # many ties
+    valid = torch.rand(rows, n, generator=gen) > 0.3
+    valid[0] = True
+    valid[1] = False  # a row with no box taking part
+    scores[2, 5] = math.inf  # an invalid row entry may hold anything
+    valid[2, 5] = False
+    boxes[3, 1], valid[3, 0], scores[3, :2] = boxes[3, 0], False, -math.inf  # an invalid twin
+    keep = nms_keep(boxes, scores, valid, thr)
+    for r in range(rows):
+        idx = torch.nonzero(valid[r]).squeeze(1).tolist()
+        ref = nms_reference(boxes[r, idx].tolist(), scores[r, idx].tolist(), thr)
+        assert torch.nonzero(keep[r]).squeeze(1).tolist() == sorted(idx[i] for i in ref)
 
 
 def test_batched_nms_is_per_group() -> None:

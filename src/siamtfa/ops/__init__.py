@@ -7,6 +7,7 @@ from siamtfa.ops.boxes import (
     box_iou,
     clip_boxes,
     nms,
+    nms_keep,
     xywh_to_xyxy,
     xyxy_to_xywh,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "level_for_boxes",
     "multiscale_roi_align",
     "nms",
+    "nms_keep",
     "roi_align",
     "temporal_shift",
     "xywh_to_xyxy",

@@ -12,43 +12,62 @@ from torch import Tensor
 
 
 def box_area(boxes: Tensor) -> Tensor:
-    return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+    wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Pairwise IoU, ``[N, 4] x [M, 4] -> [N, M]``; 0 where the union is empty."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    """Pairwise IoU, ``[..., N, 4] x [..., M, 4] -> [..., N, M]``; 0 where the union is empty.
+
+    Built one coordinate at a time: each step is one pass over ``[..., N, M]`` planes."""
+    ax1, ay1, ax2, ay2 = (t[..., :, None] for t in a.movedim(-1, 0).contiguous())
+    bx1, by1, bx2, by2 = (t[..., None, :] for t in b.movedim(-1, 0).contiguous())
+    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
+    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
+    inter = iw * ih
+    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), 0.0)
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy NMS: indices of kept boxes in decreasing score order (torchvision semantics).
+def nms_keep(boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS in each row of a batch (torchvision semantics): ``boxes`` ``[G, n, 4]``,
+    ``scores`` and ``valid`` (the boxes that take part) ``[G, n]``; returns the kept boxes'
+    mask ``[G, n]``.
 
-    A box is suppressed by a kept box of higher score with IoU > ``iou_threshold``. Ties in score
-    are broken by the lower index first (stable sort). Instead of a Python loop over boxes, the
-    greedy keep set is found as the unique fixed point of
-    ``keep[i] = not any(keep[j] and iou[j, i] > t for j < i)``, iterated from "keep all" with one
-    matrix-vector product per step; each step fixes at least the next undecided box, and in
-    practice a handful of steps suffice.
+    In each row a valid box is suppressed by a kept valid box of higher score with IoU >
+    ``iou_threshold``; ties in score are broken by the lower index first (stable sort). Instead
+    of a Python loop over boxes, the greedy keep set is found as the unique fixed point of
+    ``keep[i] = not any(keep[j] and iou[j, i] > t for j < i)``, iterated from "keep all": each
+    step fixes at least the next undecided box, and in practice a handful of steps suffice.
     """
+    g, n = scores.shape
+    if n == 0:
+        return valid.clone()
+    ranked = torch.where(valid, scores, float("-inf"))  # the rest go last and are never kept
+    order = torch.sort(ranked, dim=1, descending=True, stable=True).indices
+    b = boxes.gather(1, order[..., None].expand(g, n, 4)).float()
+    ok = valid.gather(1, order)
+    # suppress[g, j, i]: box j (ranked before i) suppresses box i if j is kept (never if invalid)
+    suppress = torch.triu(box_iou(b, b) > iou_threshold, diagonal=1).float()
+    keep = ok
+    # counts of 0/1 products, exact in any float type; fp32 saves autocast's casts
+    with torch.autocast(boxes.device.type, enabled=False):
+        for _ in range(n + 1):
+            new_keep = ok & (torch.bmm(keep.float()[:, None], suppress)[:, 0] == 0)
+            if torch.equal(new_keep, keep):
+                break
+            keep = new_keep
+    return torch.zeros_like(valid).scatter(1, order, keep)
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS (:func:`nms_keep`): indices of the kept ``[N, 4]`` boxes, in decreasing score
+    order (ties: the lower index first)."""
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    b = boxes[order].float()
-    n = b.shape[0]
-    # suppress[j, i]: box j (ranked before i) suppresses box i if both are kept
-    suppress = torch.triu(box_iou(b, b) > iou_threshold, diagonal=1).float()
-    keep = torch.ones(n, dtype=torch.bool, device=boxes.device)
-    for _ in range(n + 1):
-        new_keep = (keep.float() @ suppress) == 0
-        if torch.equal(new_keep, keep):
-            break
-        keep = new_keep
-    return order[keep]
+    valid = torch.ones(1, len(scores), dtype=torch.bool, device=boxes.device)
+    kept = torch.nonzero(nms_keep(boxes[None], scores[None], valid, iou_threshold)[0]).squeeze(1)
+    return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
