@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from siamtfa.config import RPNConfig
 from siamtfa.model import LOSS_KEYS, STRIDES
 from siamtfa.model.adversarial_dropout import AdversarialDropout, kl_from_logits
 from siamtfa.model.anchors import grid_anchors
-from siamtfa.ops import xywh_to_xyxy
+from siamtfa.model.rpn import RegionProposalNetwork
+from siamtfa.ops import BoxCoder, xywh_to_xyxy
 
 from .conftest import small_model
+from .test_ops import nms_reference
 
 # --------------------------------------------------------------------------- anchors
 
@@ -199,6 +203,79 @@ def test_short_overfit_halves_the_loss() -> None:
         opt.step()
         history.append(loss.item())
     assert sum(history[-3:]) / 3 <= 0.5 * history[0], history
+
+
+def propose_reference(logits, deltas, anchors, image_size, cfg: RPNConfig) -> list[torch.Tensor]:
+    """Per frame and level: top-k objectness, decode, clip, drop small or non-finite, greedy NMS;
+    then the frame's survivors of all levels, best first, the first ``post_n``."""
+    h, w = image_size
+    out = []
+    for b in range(logits[0].shape[0]):
+        found = []
+        for lg, dl, an in zip(logits, deltas, anchors):
+            obj = lg[b, :, 1] - lg[b, :, 0]
+            top = torch.argsort(obj, descending=True)[: cfg.pre_nms_top_n_test]
+            boxes = BoxCoder().decode(dl[b, top], an[top])
+            boxes = torch.stack(
+                (
+                    boxes[:, 0].clamp(0, w),
+                    boxes[:, 1].clamp(0, h),
+                    boxes[:, 2].clamp(0, w),
+                    boxes[:, 3].clamp(0, h),
+                ),
+                1,
+            )
+            ok = [
+                i
+                for i in range(len(top))
+                if math.isfinite(obj[top[i]])
+                and boxes[i, 2] - boxes[i, 0] >= cfg.min_box_size
+                and boxes[i, 3] - boxes[i, 1] >= cfg.min_box_size
+            ]
+            kept = nms_reference(boxes[ok].tolist(), obj[top[ok]].tolist(), cfg.nms_thresh)
+            found += [(float(obj[top[ok[i]]]), boxes[ok[i]]) for i in kept]
+        found.sort(key=lambda sb: -sb[0])
+        out.append(torch.stack([box for _, box in found[: cfg.post_nms_top_n_test]]))
+    return out
+
+
+def test_proposals_match_a_per_frame_per_level_reference() -> None:
+    gen = torch.Generator().manual_seed(3)
+    cfg = RPNConfig(
+        anchor_sizes=(16.0, 32.0, 64.0),
+        pre_nms_top_n_test=12,
+        post_nms_top_n_test=10,
+        nms_thresh=0.5,
+        min_box_size=2.0,
+    )
+    rpn = RegionProposalNetwork(cfg, 8, [4, 8, 16]).eval()
+    frames, counts, image_size = 3, [50, 20, 7], (60, 80)  # the last level has < pre_n anchors
+    anchors, logits, deltas = [], [], []
+    for n in counts:
+        # anchors around a few centres, so that NMS has work; some partly outside the image
+        centre = torch.randint(0, 3, (n,), generator=gen).float()[:, None] * 25 + 10
+        xy = centre + torch.randn(n, 2, generator=gen) * 3
+        wh = torch.rand(n, 2, generator=gen) * 30 + 5
+        anchors.append(torch.cat((xy - wh / 2, xy + wh / 2), 1))
+        logits.append(torch.randn(frames, n, 2, generator=gen))  # distinct scores
+        deltas.append(torch.randn(frames, n, 4, generator=gen) * 0.3)
+    deltas[0][:, :6, 2] = -6.0  # boxes narrower than min_box_size
+    logits[2][1, 3, 1] = -math.inf  # a non-finite score in a level taken whole
+    got = rpn.propose(logits, deltas, anchors, image_size)
+    ref = propose_reference(logits, deltas, anchors, image_size, cfg)
+    assert len(got) == frames
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r)
+    # the case exercises truncation to post_n and suppression by NMS
+    everything = dataclasses.replace(cfg, post_nms_top_n_test=1000)
+    untruncated = propose_reference(logits, deltas, anchors, image_size, everything)
+    unsuppressed = dataclasses.replace(everything, nms_thresh=1.0)
+    no_nms = propose_reference(logits, deltas, anchors, image_size, unsuppressed)
+    for r, a, b in zip(ref, untruncated, no_nms):
+        assert len(r) == cfg.post_nms_top_n_test < len(a) < len(b)
+    rpn.cfg = everything
+    for g, a in zip(rpn.propose(logits, deltas, anchors, image_size), untruncated):
+        torch.testing.assert_close(g, a)
 
 
 # --------------------------------------------------------------------------- inference, bad input

@@ -52,7 +52,10 @@ class RoIHead(nn.Module):
         pooled = multiscale_roi_align(
             feats, self.strides, boxes, self.cfg.output_size, self.cfg.sampling_ratio, aligned=True
         )
-        return pooled * template[frame // clip_len]
+        # the contiguous template first: the product (fc1's input) comes out in NCHW order in
+        # one pass from the channels_last RoI features, not as a copy that fc1 must transpose
+        template = template.contiguous()
+        return (template if len(template) == 1 else template[frame // clip_len]) * pooled
 
     def forward(
         self,
