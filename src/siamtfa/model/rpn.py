@@ -131,18 +131,22 @@ class RegionProposalNetwork(nn.Module):
         wh = boxes_t[..., 2:] - boxes_t[..., :2]
         valid = (wh >= cfg.min_box_size).all(-1) & torch.isfinite(scores_t)
         # NMS within each frame and level, as many (frame, level) rows at a time as fit
-        rows, keep = frames * len(scores), []
+        rows = frames * len(scores)
+        row_boxes, row_scores, row_valid = (
+            boxes_t.view(rows, n, 4),
+            scores_t.view(rows, n),
+            valid.view(rows, n),
+        )
         step = max(1, NMS_BATCH_CELLS // n**2)
-        for i in range(0, rows, step):
-            sl = slice(i, i + step)
-            keep.append(
-                nms_keep(
-                    boxes_t.view(rows, n, 4)[sl],
-                    scores_t.view(rows, n)[sl],
-                    valid.view(rows, n)[sl],
-                    cfg.nms_thresh,
-                )
+        keep = [
+            nms_keep(
+                row_boxes[i : i + step],
+                row_scores[i : i + step],
+                row_valid[i : i + step],
+                cfg.nms_thresh,
             )
+            for i in range(0, rows, step)
+        ]
         kept = torch.cat(keep).view(frames, -1)
         # per frame, best first; ties: the lower level, then the level's top-k order
         ranked = torch.where(kept, scores_t.view(frames, -1), -math.inf)

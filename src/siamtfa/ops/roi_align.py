@@ -153,12 +153,12 @@ def roi_align(
     if k == 0:
         return input.new_zeros((0, c, *out))
     rois = boxes.to(input.dtype)
-    size = torch.tensor([h, w], device=input.device).expand(k, 2)
+    map_h, map_w = (torch.full((k,), n, device=input.device) for n in (h, w))
     scale = rois.new_full((k,), spatial_scale)
     base = rois[:, 0].long() * (h * w)
     table = _cell_table([input], input.dtype)
     return _roi_align_cells(
-        table, base, size[:, 0], size[:, 1], rois[:, 1:], scale, out, sampling_ratio, aligned
+        table, base, map_h, map_w, rois[:, 1:], scale, out, sampling_ratio, aligned
     )
 
 
