@@ -208,6 +208,34 @@ def test_export_keeps_the_proposal_count_that_tracks_best(tmp_path: Path, sequen
     assert siamtfa(["export", str(last), str(out), "--proposals", "0"]) == 2
 
 
+def test_export_keeps_the_input_size_that_tracks_best(
+    tmp_path: Path, sequences, capsys: pytest.CaptureFixture
+) -> None:
+    root, seqs = sequences
+    model, last, out = _untrained_checkpoint(tmp_path)
+    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
+    assert siamtfa([*args, "--input-size", "128x96", "64x48"]) == 0
+    exported = load_checkpoint(out)
+    scores = exported["tuning"]["input_size"]
+    kept = exported["config"]["input"]
+    assert set(scores) == {"128x96", "64x48"}
+    assert scores[f"{kept['max_size']}x{kept['min_size']}"] == max(scores.values())
+    assert scores["128x96"] != scores["64x48"]  # the size reaches the tracker
+    # each score is the AO of tracking the 128x96 frames resized to fit that size
+    for value, ao in scores.items():
+        long, short = (int(v) for v in value.split("x"))
+        config = copy.deepcopy(exported["config"])
+        config["input"].update(max_size=long, min_size=short)
+        assert _tracked_ao(model, config, seqs) == pytest.approx(ao, abs=1e-9)
+    # one value without --tune is simply set; a malformed one is refused by name
+    assert siamtfa(["export", str(last), str(out), "--input-size", "96x64"]) == 0
+    assert load_checkpoint(out)["config"]["input"]["max_size"] == 96
+    for bad in ("96", "64x96", "ax3"):
+        with pytest.raises(SystemExit) as exit_status:  # argparse's usage error
+            siamtfa(["export", str(last), str(out), "--input-size", bad])
+        assert exit_status.value.code == 2 and "LONGxSHORT" in capsys.readouterr().err
+
+
 def _untrained_checkpoint(tmp_path: Path) -> tuple[torch.nn.Module, Path, Path]:
     """A small untrained model saved as a training checkpoint, and where to export it."""
     model = small_model().eval()

@@ -313,25 +313,31 @@ def cmd_export(args: argparse.Namespace) -> int:
         (cfg.tracking, "template_update", "template-update", args.template_update),
         # the model shares cfg.model.rpn, so setting it here changes what the RPN keeps
         (cfg.model.rpn, "post_nms_top_n_test", "proposals", args.proposals),
+        # (long side, short side) that frames are resized to fit: more context around the
+        # target at the same target size, for more time per frame
+        (cfg.input, ("max_size", "min_size"), "input-size", args.input_size),
     ):
-        if values is None:  # --size-lr / --proposals not given: keep what there is
+        if values is None:  # --size-lr / --proposals / --input-size not given: keep them
             continue
-        setattr(section, name, values[0])
+        set_value = _setter(section, name)
+        set_value(values[0])
         if len(values) == 1:
             continue
         if not args.tune:
             raise ValueError(f"several --{flag} values need --tune sequences")
+        key_name = name if isinstance(name, str) else "input_size"
         scores = {}
         for value in values:
-            setattr(section, name, value)
-            key = repr((cfg.tracking, cfg.model.rpn.post_nms_top_n_test))
+            set_value(value)
+            key = repr((cfg.tracking, cfg.model.rpn.post_nms_top_n_test, cfg.input))
             if key not in tracked:
                 tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
                 tracked[key] = tracking_ao(tracker, seqs)
-            scores[value] = tracked[key]
-            print(f"{scores[value]:6.3f}  {name} {value:g}")
-        setattr(section, name, max(scores, key=scores.get))  # ties: the first listed
-        info["tuning"][name] = {f"{v:g}": ao for v, ao in scores.items()}
+            scores[_label(value)] = tracked[key]
+            print(f"{scores[_label(value)]:6.3f}  {key_name} {_label(value)}")
+        best = max(scores, key=scores.get)  # ties: the first listed
+        set_value(next(v for v in values if _label(v) == best))
+        info["tuning"][key_name] = scores
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
         for k, v in model.cpu().state_dict().items()  # --tune may have moved it to the GPU
@@ -344,6 +350,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     size = Path(args.out).stat().st_size / 2**20
     print(f"wrote {args.out} ({size:.1f} MiB, selection: {rule})")
     return 0
+
+
+def _setter(section: object, name: str | tuple[str, ...]):
+    """A function that sets ``section.name`` to a value, or each of several names to the
+    matching item of a tuple value."""
+    names = (name,) if isinstance(name, str) else name
+
+    def set_value(value) -> None:
+        for field, item in zip(names, value if isinstance(name, tuple) else (value,)):
+            setattr(section, field, item)
+
+    return set_value
+
+
+def _label(value) -> str:
+    """``40`` for a number, ``384x288`` for a pair."""
+    return "x".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    """``LONGxSHORT`` (``384x288``) as two positive integers, long side first."""
+    try:
+        long, short = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LONGxSHORT such as 384x288, got {text!r}"
+        ) from None
+    if not 0 < short <= long:
+        raise argparse.ArgumentTypeError(f"need 0 < SHORT <= LONG in LONGxSHORT, got {text!r}")
+    return long, short
 
 
 def cmd_plot_log(args: argparse.Namespace) -> int:
@@ -538,6 +574,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="proposals kept after NMS per frame (model.rpn.post_nms_top_n_test; the RoI "
         "stage's cost grows with it); several values: tracked on --tune after the settings above",
+    )
+    p.add_argument(
+        "--input-size",
+        type=_input_size,
+        nargs="+",
+        metavar="LONGxSHORT",
+        help="size frames (or search regions) are resized to fit, e.g. 320x240 (default: the "
+        "checkpoint's); several values: tracked on --tune after the settings above",
     )
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.add_argument("--device", help="where --tune tracks (default: cuda if available)")
