@@ -12,18 +12,22 @@ per step, each step logged and allowed to fail without stopping the next:
    (``configs/finetune_lite_gpu.yaml``) for as many iterations as fit ``--train-seconds``, so
    the lr schedule completes; ``--time-limit`` stops it, checkpointed, if the estimate was off.
 4. ``export``: fp16 weights + config, split into parts that fit the file limit, with SHA-256s.
-5. ``roi_align``: ``benchmarks/roi_align_speed.py`` on CUDA to ``roi_align.txt`` (the
-   ``embedding_bag`` RoIAlign was chosen on the CPU; is it also the faster one there?).
+5. ``roi_align``: ``benchmarks/roi_align_speed.py`` on CUDA (the ``embedding_bag`` RoIAlign
+   was chosen on the CPU; is it also the faster one there?), to ``speed.txt``.
 6. ``speed``: ``benchmarks/speed.py`` on CUDA (lite and paper, online and clip) with the
-   fine-tuned weights, its rows streamed to ``speed.txt`` as they come.
+   fine-tuned weights, its rows appended to ``speed.txt`` as they come, within what is left
+   of ``--total-seconds``.
+
+What comes back: 3 checkpoint parts, the manifest, ``log.csv``, ``run.json``, ``session.log``
+and ``speed.txt``: 8 files, the most a call returns.
 
 Here (CPU), before the lease: the *train* sequences do not travel (only the checkout does), so
 ``prepare`` writes a smaller copy (every 2nd frame, at most 640 pixels wide) for the textures::
 
     python benchmarks/device_session.py prepare --out .device/textures
 
-On the device (the checkout's python3 and packages; nothing is installed; ~8 minutes with the
-defaults, so give the call a limit of ~560 s and carry ``.device``)::
+On the device (the checkout's python3 and packages; nothing is installed; at most 9 minutes
+with the defaults, so give the call a limit of ~580 s and carry ``.device``)::
 
     PYTHONPATH=src python3 benchmarks/device_session.py run --textures .device/textures --out $OUT
 
@@ -250,11 +254,18 @@ def run(args: argparse.Namespace) -> None:
             session.step("split", split, exported, out)
 
     ops = [sys.executable, str(ROOT / "benchmarks" / "roi_align_speed.py")]
-    session.step("roi_align", session.command, ops, 60, out / "roi_align.txt")
+    timings = out / "speed.txt"  # one file for both: a call brings back 8 files at most
+    session.step("roi_align", session.command, ops, 60, timings)
     speed = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--passes", "3"]
+    speed += ["--frames", "60" if cuda else "30"]  # a GPU frame takes milliseconds
     speed += ["--checkpoint", str(exported if exported.is_file() else DEFAULT)]
     speed += ["--only", *(SPEED_CONFIGS if cuda else SPEED_CONFIGS[:2])]
-    session.step("speed", session.command, speed, args.speed_seconds, out / "speed.txt")
+    left = args.total_seconds - (time.monotonic() - session.start)
+    seconds = min(args.speed_seconds, left)
+    if seconds > 10:
+        session.step("speed", session.command, speed, seconds, timings)
+    else:
+        session.log(f"speed: skipped, {left:.0f} s left of --total-seconds")
     session.log(json.dumps(session.status, indent=1))
 
 
@@ -272,8 +283,11 @@ def main() -> None:
     p.add_argument("--init", default=str(DEFAULT), help="'' to train from scratch")
     p.add_argument("--sequences", type=int, default=300)
     p.add_argument("--data-seconds", type=float, default=90)
-    p.add_argument("--train-seconds", type=float, default=210)
-    p.add_argument("--speed-seconds", type=float, default=120)
+    p.add_argument("--train-seconds", type=float, default=240)
+    p.add_argument("--speed-seconds", type=float, default=150)
+    p.add_argument(
+        "--total-seconds", type=float, default=540, help="the speed step gets what is left"
+    )
     p = sub.add_parser("join", help="back here: reassemble the fine-tuned checkpoint")
     p.add_argument("folder", help="the files that came back")
     p.add_argument("--out", required=True)

@@ -160,8 +160,12 @@ def main() -> None:
         cmd += ["--passes", str(args.passes)]
         cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
-        r = results[name] = json.loads(out.strip().splitlines()[-1])
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:  # one failed configuration must not cost the others' rows
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"{name:<36} failed (exit status {proc.returncode}): {last}")
+            continue
+        r = results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(
             f"{name:<36} {r['fps']:7.2f} {1000 / r['fps']:9.1f} {r['peak_mb']:8.0f} "
             f"{r['frames']:6d}"
