@@ -6,6 +6,7 @@ import argparse
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -352,19 +353,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setter(section: object, name: str | tuple[str, ...]):
+def _setter(section: object, name: str | tuple[str, ...]) -> Callable[[object], None]:
     """A function that sets ``section.name`` to a value, or each of several names to the
     matching item of a tuple value."""
     names = (name,) if isinstance(name, str) else name
 
-    def set_value(value) -> None:
+    def set_value(value: object) -> None:
         for field, item in zip(names, value if isinstance(name, tuple) else (value,)):
             setattr(section, field, item)
 
     return set_value
 
 
-def _label(value) -> str:
+def _label(value: float | tuple[float, ...]) -> str:
     """``40`` for a number, ``384x288`` for a pair."""
     return "x".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
 
