@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
+from train_speed import synthetic_batch  # this folder is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "## "  # prefix of this script's own profiler ranges
@@ -60,14 +61,7 @@ def main() -> None:
     model = build_model(cfg).to(dev).train()
     mark_children(model)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    box = torch.tensor([[w * 0.4, h * 0.4, w * 0.6, h * 0.65]], device=dev)
-    batch = (
-        torch.randn(n, 3, h, w, device=dev),
-        box.repeat(n, 1),
-        torch.randn(n * t, 3, h, w, device=dev),
-        t,
-        box.repeat(n * t, 1),
-    )
+    batch = synthetic_batch(n, t, h, w, dev)
     use_amp = cuda and cfg.train.amp  # as the training engine does
     amp_dtype = getattr(torch, cfg.train.amp_dtype)
 

@@ -21,6 +21,19 @@ import torch
 PAPER_BATCH = (1, 2)  # clips x frames for paper on CPU: a full batch takes minutes per step
 
 
+def synthetic_batch(n: int, t: int, h: int, w: int, dev: torch.device) -> tuple:
+    """Training-forward arguments for ``n`` clips of ``t`` random ``h`` x ``w`` frames, the
+    target a fixed box in the middle of every frame."""
+    box = torch.tensor([[w * 0.4, h * 0.4, w * 0.6, h * 0.65]], device=dev)
+    return (
+        torch.randn(n, 3, h, w, device=dev),
+        box.repeat(n, 1),
+        torch.randn(n * t, 3, h, w, device=dev),
+        t,
+        box.repeat(n * t, 1),
+    )
+
+
 def worker(preset_name: str, iterations: int, amp: bool) -> None:
     import torch.distributed as dist
 
@@ -44,14 +57,7 @@ def worker(preset_name: str, iterations: int, amp: bool) -> None:
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-    box = torch.tensor([[w * 0.4, h * 0.4, w * 0.6, h * 0.65]], device=dev)
-    batch = (
-        torch.randn(n, 3, h, w, device=dev),
-        box.repeat(n, 1),
-        torch.randn(n * t, 3, h, w, device=dev),
-        t,
-        box.repeat(n * t, 1),
-    )
+    batch = synthetic_batch(n, t, h, w, dev)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     times = []
     for i in range(iterations + 1):  # the first is warm-up

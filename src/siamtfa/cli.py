@@ -6,7 +6,6 @@ import argparse
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -320,8 +319,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     ):
         if values is None:  # --size-lr / --proposals / --input-size not given: keep them
             continue
-        set_value = _setter(section, name)
-        set_value(values[0])
+        _set(section, name, values[0])
         if len(values) == 1:
             continue
         if not args.tune:
@@ -329,15 +327,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         key_name = name if isinstance(name, str) else "input_size"
         scores = {}
         for value in values:
-            set_value(value)
+            _set(section, name, value)
             key = repr((cfg.tracking, cfg.model.rpn.post_nms_top_n_test, cfg.input))
             if key not in tracked:
                 tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
                 tracked[key] = tracking_ao(tracker, seqs)
             scores[_label(value)] = tracked[key]
             print(f"{scores[_label(value)]:6.3f}  {key_name} {_label(value)}")
-        best = max(scores, key=scores.get)  # ties: the first listed
-        set_value(next(v for v in values if _label(v) == best))
+        # ties: the first listed
+        _set(section, name, max(values, key=lambda v: scores[_label(v)]))
         info["tuning"][key_name] = scores
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
@@ -353,16 +351,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setter(section: object, name: str | tuple[str, ...]) -> Callable[[object], None]:
-    """A function that sets ``section.name`` to a value, or each of several names to the
-    matching item of a tuple value."""
-    names = (name,) if isinstance(name, str) else name
-
-    def set_value(value: object) -> None:
-        for field, item in zip(names, value if isinstance(name, tuple) else (value,)):
+def _set(section: object, name: str | tuple[str, ...], value: object) -> None:
+    """``section.name = value``, or each of several names to the matching item of ``value``."""
+    if isinstance(name, str):
+        setattr(section, name, value)
+    else:
+        for field, item in zip(name, value):
             setattr(section, field, item)
-
-    return set_value
 
 
 def _label(value: float | tuple[float, ...]) -> str:
