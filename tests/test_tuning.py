@@ -185,6 +185,36 @@ def test_export_keeps_the_size_lr_that_tracks_best(tmp_path: Path, sequences) ->
     assert load_checkpoint(out)["config"]["tracking"]["size_lr"] == 0.4
 
 
+def test_export_keeps_the_window_that_tracks_best(
+    tmp_path: Path, sequences, capsys: pytest.CaptureFixture
+) -> None:
+    root, seqs = sequences
+    model, last, out = _untrained_checkpoint(tmp_path)
+    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
+    region = ["--search-target-size", "60", "--max-upsample", "1.5"]
+    assert siamtfa([*args, *region, "--window", "0.5:0.9", "4:0"]) == 0
+    exported = load_checkpoint(out)
+    scores = exported["tuning"]["window"]
+    kept = exported["config"]["tracking"]
+    assert set(scores) == {"0.5:0.9", "4:0"} and kept["search_target_size"] == 60
+    assert scores[f"{kept['window_sigma']:g}:{kept['window_influence']:g}"] == max(scores.values())
+    assert scores["0.5:0.9"] != scores["4:0"]  # both numbers reach the tracker
+    # each score is the AO of tracking with that window and the rest as exported
+    for value, ao in scores.items():
+        sigma, influence = (float(v) for v in value.split(":"))
+        tracking = {**kept, "window_sigma": sigma, "window_influence": influence}
+        config = {**exported["config"], "tracking": tracking}
+        assert _tracked_ao(model, config, seqs) == pytest.approx(ao, abs=1e-9)
+    # one pair without --tune is simply set; a malformed one is refused by name
+    assert siamtfa(["export", str(last), str(out), "--window", "3:0.25"]) == 0
+    tracking = load_checkpoint(out)["config"]["tracking"]
+    assert (tracking["window_sigma"], tracking["window_influence"]) == (3.0, 0.25)
+    for bad in ("3", "0:0.5", "2:1.5", "a:b"):
+        with pytest.raises(SystemExit) as exit_status:  # argparse's usage error
+            siamtfa(["export", str(last), str(out), "--window", bad])
+        assert exit_status.value.code == 2 and "SIGMA:INFLUENCE" in capsys.readouterr().err
+
+
 def test_export_keeps_the_proposal_count_that_tracks_best(tmp_path: Path, sequences) -> None:
     root, seqs = sequences
     model, last, out = _untrained_checkpoint(tmp_path)

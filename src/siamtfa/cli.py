@@ -307,6 +307,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     tracked: dict[str, float] = {}  # AO by setting: a setting is tracked once
     for section, name, flag, values in (
         (cfg.tracking, "search_target_size", "search-target-size", args.search_target_size),
+        # the replay chose the window for the whole frame, where look-alikes anywhere compete;
+        # the search region already keeps far ones out
+        (cfg.tracking, ("window_sigma", "window_influence"), "window", args.window),
         # the replay chose size_lr for the whole frame, not the region
         (cfg.tracking, "size_lr", "size-lr", args.size_lr),
         (cfg.tracking, "redetect_below", "redetect-below", args.redetect_below),
@@ -317,14 +320,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         # target at the same target size, for more time per frame
         (cfg.input, ("max_size", "min_size"), "input-size", args.input_size),
     ):
-        if values is None:  # --size-lr / --proposals / --input-size not given: keep them
+        if values is None:  # --window / --size-lr / ... not given: keep them
             continue
         _set(section, name, values[0])
         if len(values) == 1:
             continue
         if not args.tune:
             raise ValueError(f"several --{flag} values need --tune sequences")
-        key_name = name if isinstance(name, str) else "input_size"
+        key_name = name if isinstance(name, str) else flag.replace("-", "_")
+        sep = ":" if flag == "window" else "x"
         scores = {}
         for value in values:
             _set(section, name, value)
@@ -332,10 +336,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             if key not in tracked:
                 tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
                 tracked[key] = tracking_ao(tracker, seqs)
-            scores[_label(value)] = tracked[key]
-            print(f"{scores[_label(value)]:6.3f}  {key_name} {_label(value)}")
+            scores[_label(value, sep)] = tracked[key]
+            print(f"{tracked[key]:6.3f}  {key_name} {_label(value, sep)}")
         # ties: the first listed
-        _set(section, name, max(values, key=lambda v: scores[_label(v)]))
+        _set(section, name, max(values, key=lambda v: scores[_label(v, sep)]))
         info["tuning"][key_name] = scores
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
@@ -360,9 +364,24 @@ def _set(section: object, name: str | tuple[str, ...], value: object) -> None:
             setattr(section, field, item)
 
 
-def _label(value: float | tuple[float, ...]) -> str:
-    """``40`` for a number, ``384x288`` for a pair."""
-    return "x".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+def _label(value: float | tuple[float, ...], sep: str = "x") -> str:
+    """``40`` for a number, ``384x288`` for a pair (``sep`` between its items)."""
+    return sep.join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+
+
+def _window(text: str) -> tuple[float, float]:
+    """``SIGMA:INFLUENCE`` (``2:0.6``): a positive width and an influence in ``[0, 1]``."""
+    try:
+        sigma, influence = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected SIGMA:INFLUENCE such as 2:0.6, got {text!r}"
+        ) from None
+    if not (sigma > 0 and 0 <= influence <= 1):
+        raise argparse.ArgumentTypeError(
+            f"need SIGMA > 0 and 0 <= INFLUENCE <= 1 in SIGMA:INFLUENCE, got {text!r}"
+        )
+    return sigma, influence
 
 
 def _input_size(text: str) -> tuple[int, int]:
@@ -533,6 +552,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-upsample", type=float, default=2.0, help="search region's largest enlargement"
+    )
+    p.add_argument(
+        "--window",
+        type=_window,
+        nargs="+",
+        metavar="SIGMA:INFLUENCE",
+        help="motion prior's width (previous box sizes) and weight, replacing the --tune "
+        "replay's choice; several pairs: tracked on --tune after the search region is chosen",
     )
     p.add_argument(
         "--size-lr",
