@@ -259,3 +259,36 @@ def test_motion_scales_the_target_path(tmp_path: Path) -> None:
     assert max(factors) - min(factors) > 0.1
     with pytest.raises(ValueError, match="motion"):
         make_synthetic(tmp_path, 1, 2, seed=0, motion=(2.0, 1.0), progress=False)
+
+
+def test_appearance_change_keeps_the_geometry_and_changes_the_look(tmp_path: Path) -> None:
+    # its own random stream: boxes, labels and everything but the target's pixels are the same
+    n = 40
+    for i in range(3):
+        base = render_sequence(17, i, n)
+        changed = render_sequence(17, i, n, appearance_change=3.0)
+        np.testing.assert_array_equal(changed.boxes, base.boxes)
+        np.testing.assert_array_equal(changed.cover, base.cover)
+        for t in (0, n - 1):
+            outside = ~changed.visible_masks[t]
+            np.testing.assert_array_equal(changed.frames[t][outside], base.frames[t][outside])
+        # the first frame (the template) looks the same; the target's look drifts after it
+        assert np.array_equal(changed.frames[0], base.frames[0])
+        inside = base.visible_masks[n - 1]
+        if inside.sum() < 50:
+            continue
+        late = np.abs(changed.frames[n - 1][inside].astype(float) - base.frames[n - 1][inside])
+        assert late.mean() > 10, late.mean()
+    with pytest.raises(ValueError, match="appearance_change"):
+        make_synthetic(tmp_path, 1, 2, seed=0, appearance_change=-1.0, progress=False)
+
+
+def test_rotated_texture_turns_about_its_centre() -> None:
+    from siamtfa.data.synthetic import _rotated
+
+    tex = np.zeros((33, 33, 3), np.float32)
+    tex[16, 20:30] = 1.0  # a bar pointing right from the centre
+    turned = _rotated(tex, 90.0)  # counter-clockwise, as PIL turns: the bar points up
+    ys, xs = np.nonzero(turned[..., 0] > 0.5)
+    assert set(xs) == {16} and ys.min() >= 3 and ys.max() <= 12, (xs, ys)
+    np.testing.assert_allclose(_rotated(tex, 0.0), tex, atol=1 / 255)

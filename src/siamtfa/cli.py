@@ -223,6 +223,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         target_size=tuple(args.target_size),
         motion=tuple(args.motion),
         workers=args.workers,
+        appearance_change=args.appearance_change,
     )
     print(f"{len(names)} sequences of {args.frames} frames in {args.out} (GOT-10k layout)")
     return 0
@@ -500,6 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=(1.0, 1.0),
         metavar=("MIN", "MAX"),
         help="speed factor per sequence, drawn log-uniformly (real video: about 1 10)",
+    )
+    p.add_argument(
+        "--appearance-change",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="the target turns about A degrees a frame and fades into another view, min(A/2, 1) "
+        "of it by the last frame (0: it keeps its look)",
     )
     p.add_argument("--workers", type=int, default=1, help="processes (same output for any)")
     p.set_defaults(func=cmd_make_synthetic)

@@ -2,7 +2,8 @@
 
 Each sequence: a textured target on a cluttered textured background, moving smoothly with scale
 and aspect change; similar-looking distractors; occluders that pass in front (partial and full
-occlusion); motion blur on fast frames; a drifting illumination. Per-frame labels follow GOT-10k:
+occlusion); motion blur on fast frames; a drifting illumination; optionally a target whose
+look changes (it turns in place and fades into another view). Per-frame labels follow GOT-10k:
 ``cover`` 0-8 (visible fraction in eighths, 0 = fully occluded), ``absence`` (1 when the target
 cannot be seen), ``cut_by_image`` (1 when the box leaves the frame).
 """
@@ -87,6 +88,16 @@ def _smooth_walk(
         x += v
         out[i] = x
     return out
+
+
+def _rotated(texture: np.ndarray, degrees: float) -> np.ndarray:
+    """``texture`` turned by ``degrees`` about its centre, same size; the corners the turn
+    uncovers are filled from its mirror image, so no blank appears inside the target's shape."""
+    h, w = texture.shape[:2]
+    padded = np.pad(texture, ((h // 2, h // 2), (w // 2, w // 2), (0, 0)), mode="reflect")
+    pil = Image.fromarray((np.clip(padded, 0, 1) * 255).astype(np.uint8))
+    turned = np.asarray(pil.rotate(degrees, Image.BILINEAR), np.float32) / 255.0
+    return turned[h // 2 : h // 2 + h, w // 2 : w // 2 + w]
 
 
 def _pixel_box(x: float, y: float, w: float, h: float) -> tuple[int, int, int, int]:
@@ -188,6 +199,7 @@ def render_sequence(
     temporal_stress: bool = False,
     target_size: tuple[float, float] = (0.12, 0.3),
     motion: tuple[float, float] = (1.0, 1.0),
+    appearance_change: float = 0.0,
 ) -> SyntheticSequence:
     """Sequence ``index`` of the synthetic set ``seed``: fully determined by the pair (and the
     texture bank, whose real crops replace some procedural backgrounds and targets).
@@ -196,7 +208,11 @@ def render_sequence(
     more motion blur) and 2-4 occluders per sequence (more full occlusions). ``motion`` scales
     the speed by a per-sequence factor drawn log-uniformly from ``[min, max]`` (real video moves
     faster than the default: its own stream of random numbers, so the rest of the sequence is
-    the same as with the default ``(1, 1)``)."""
+    the same as with the default ``(1, 1)``). ``appearance_change`` ``a > 0`` makes the target
+    look different from its first frame, as real targets do (a car turns, a person bends): its
+    texture turns in place by a smooth random walk of about ``a`` degrees a frame and fades
+    into a second view (another real crop or pattern), ``min(a / 2, 1)`` of it by the last
+    frame; the shape, and so the box, does not change. Its own random stream too."""
     rng = _rng(seed, index)
     speed_up = float(np.exp(_rng(seed, f"{index}:motion").uniform(*np.log(motion))))
     speed_up *= 1.6 if temporal_stress else 1.0
@@ -224,6 +240,17 @@ def render_sequence(
         target_tex = _pattern_texture(rng, 64, 64)
     target = _Sprite(target_tex, ellipse)
     n = num_frames
+    views = None  # per frame: the target's texture, when it changes
+    if appearance_change > 0:
+        look = _rng(seed, f"{index}:appearance")
+        other = textures.object(look) if use_real_target else None
+        other = _pattern_texture(look, 64, 64) if other is None else other
+        angle = _smooth_walk(look, n, 5.5 * appearance_change)  # mean |step| ~ a degrees
+        fade = min(appearance_change / 2, 1) * (1 - np.cos(np.pi * np.arange(n) / max(n - 1, 1)))
+        views = [target_tex] + [  # the first frame, the template, keeps the first look
+            _rotated((1 - f / 2) * target_tex + f / 2 * other, a - angle[0])
+            for f, a in zip(fade[1:], angle[1:])
+        ]
     cx = fw / 2 + rng.uniform(-0.25, 0.25) * fw + _smooth_walk(rng, n, fw * 0.02 * speed_up)
     cy = fh / 2 + rng.uniform(-0.25, 0.25) * fh + _smooth_walk(rng, n, fh * 0.02 * speed_up)
     log_scale = np.clip(_smooth_walk(rng, n, 0.012), -0.7, 0.7)
@@ -266,6 +293,8 @@ def render_sequence(
             _paste(frame, None, spr.render(dx[t] - s / 2, dy[t] - s / 2, s, s, fh, fw))
         target_layer = np.zeros((fh, fw), bool)
         x, y, w, h = boxes[t]
+        if views is not None:
+            target.texture = views[t]
         _paste(frame, target_layer, target.render(x, y, w, h, fh, fw))
         full = int(target_layer.sum())
         occluded = np.zeros((fh, fw), bool)
@@ -324,6 +353,7 @@ def make_synthetic(
     target_size: tuple[float, float] = (0.12, 0.3),
     motion: tuple[float, float] = (1.0, 1.0),
     workers: int = 1,
+    appearance_change: float = 0.0,
 ) -> list[str]:
     """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder), rendered
     by ``workers`` processes.
@@ -339,12 +369,25 @@ def make_synthetic(
         raise ValueError(f"motion must satisfy 0 < min <= max, got {motion}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if not appearance_change >= 0:
+        raise ValueError(f"appearance_change must be >= 0, got {appearance_change}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [_name(seed, i) for i in range(sequences)]
     todo = [i for i in range(sequences) if not (out / names[i] / "meta_info.ini").is_file()]
     bank = TextureBank(read_folder(textures)) if textures else None
-    job = partial(_write_one, out, seed, frames, size, bank, temporal_stress, target_size, motion)
+    job = partial(
+        _write_one,
+        out,
+        seed,
+        frames,
+        size,
+        bank,
+        temporal_stress,
+        target_size,
+        motion,
+        appearance_change,
+    )
     bar = tqdm(
         total=sequences,
         initial=sequences - len(todo),
@@ -373,9 +416,12 @@ def _write_one(
     temporal_stress: bool,
     target_size: tuple[float, float],
     motion: tuple[float, float],
+    appearance_change: float,
     index: int,
 ) -> None:
-    seq = render_sequence(seed, index, frames, size, bank, temporal_stress, target_size, motion)
+    seq = render_sequence(
+        seed, index, frames, size, bank, temporal_stress, target_size, motion, appearance_change
+    )
     write_got10k(seq, out / _name(seed, index))
 
 
