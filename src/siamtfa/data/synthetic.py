@@ -246,14 +246,15 @@ def render_sequence(
         other = textures.object(look) if use_real_target else None
         other = _pattern_texture(look, 64, 64) if other is None else other
         angle = _smooth_walk(look, n, 5.5 * appearance_change)  # mean |step| ~ a degrees
-        fade = min(appearance_change / 2, 1) * (1 - np.cos(np.pi * np.arange(n) / max(n - 1, 1)))
-        views = (
-            [target_tex]
-            + [  # the first frame, the template, keeps the first look
-                _rotated((1 - f / 2) * target_tex + f / 2 * other, a - angle[0])
-                for f, a in zip(fade[1:], angle[1:])
-            ]
+        # the share of the second view: 0 at the first frame, min(a / 2, 1) at the last
+        share = (
+            min(appearance_change / 2, 1) * (1 - np.cos(np.pi * np.arange(n) / max(n - 1, 1))) / 2
         )
+        # the first frame, the template, keeps the first look
+        views = [target_tex] + [
+            _rotated((1 - f) * target_tex + f * other, a - angle[0])
+            for f, a in zip(share[1:], angle[1:])
+        ]
     cx = fw / 2 + rng.uniform(-0.25, 0.25) * fw + _smooth_walk(rng, n, fw * 0.02 * speed_up)
     cy = fh / 2 + rng.uniform(-0.25, 0.25) * fh + _smooth_walk(rng, n, fh * 0.02 * speed_up)
     log_scale = np.clip(_smooth_walk(rng, n, 0.012), -0.7, 0.7)
