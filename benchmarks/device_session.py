@@ -6,7 +6,9 @@ per step, each step logged and allowed to fail without stopping the next:
 
 1. ``env``: GPU, driver, torch and CUDA versions.
 2. ``data``: a training set like the default's (300 synthetic sequences, seed 1000, textured
-   from the real *train* sequences), rendered there by all CPU cores; the *train* sequences
+   from the real *train* sequences) and 150 whose target changes its look and moves faster
+   (seed 1300, ``--appearance-change 2 --motion 1 6``; see
+   ``docs/results/finetune_appearance.md``), rendered there by all CPU cores; the *train* sequences
    themselves join it at weight 0.2, as in the default's recipe.
 3. ``train``: a probe measures seconds per iteration, then the shipped default is fine-tuned
    (``configs/finetune_lite_gpu.yaml``) for as many iterations as fit ``--train-seconds``, so
@@ -39,8 +41,12 @@ Back here, reassemble and check the weights, then tune and evaluate on CPU::
 
     python benchmarks/device_session.py join DIR --out runs/device/finetuned.pt
     siamtfa export runs/device/finetuned.pt runs/device/tuned.pt --max-upsample 4 \\
-        --tune synthetic=runs/tune/syn_5001 synthetic=runs/tune/syn_5004 --search-target-size 40
+        --tune synthetic=runs/tune/syn_5001 synthetic=runs/tune/syn_5004 \\
+        synthetic=runs/tune/syn_5006 --search-target-size 40
     python benchmarks/accuracy.py --checkpoint runs/device/tuned.pt
+
+(the release rule for it, and how the three validation sets are made, are in
+``docs/results/finetune_appearance.md``, written before any such candidate existed)
 """
 
 from __future__ import annotations
@@ -233,9 +239,18 @@ def run(args: argparse.Namespace) -> None:
     make += ["--frames", "100", "--seed", "1000", "--workers", str(workers)]
     make += ["--textures", args.textures] if args.textures else []
     session.step("data", session.command, make, args.data_seconds)
+    changing = work / "syn_appearance"
+    make = [*cli, "make-synthetic", "--out", str(changing), "--sequences"]
+    make += [str(args.appearance_sequences), "--frames", "100", "--seed", "1300"]
+    make += ["--appearance-change", "2", "--motion", "1", "6", "--workers", str(workers)]
+    make += ["--textures", args.textures] if args.textures else []
+    if args.appearance_sequences:
+        session.step("appearance data", session.command, make, args.data_seconds)
 
     run_dir = work / "finetune"
     train_args = ["--config", args.config, "--data", f"synthetic={data}"]
+    if (changing / "list.txt").is_file():
+        train_args += ["--data", f"synthetic={changing}"]
     if args.textures:  # the real train sequences at the default's weight (every 2nd frame here)
         train_args += ["--data", f"folder={args.textures}:0.2"]
     train_args += ["--init", str(args.init)] if args.init else []
@@ -288,6 +303,7 @@ def main() -> None:
     p.add_argument("--config", default=str(ROOT / "configs" / "finetune_lite_gpu.yaml"))
     p.add_argument("--init", default=str(DEFAULT), help="'' to train from scratch")
     p.add_argument("--sequences", type=int, default=300)
+    p.add_argument("--appearance-sequences", type=int, default=150, help="0: none")
     p.add_argument("--data-seconds", type=float, default=90)
     p.add_argument("--train-seconds", type=float, default=240)
     p.add_argument("--speed-seconds", type=float, default=150)
