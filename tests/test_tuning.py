@@ -205,6 +205,12 @@ def test_export_keeps_the_window_that_tracks_best(
         tracking = {**kept, "window_sigma": sigma, "window_influence": influence}
         config = {**exported["config"], "tracking": tracking}
         assert _tracked_ao(model, config, seqs) == pytest.approx(ao, abs=1e-9)
+    # the exported settings' tracked AO is stored, also when no value was tracked in a list
+    assert exported["tuning"]["tracked_ao"] == max(scores.values())
+    assert siamtfa([*args, *region]) == 0
+    exported = load_checkpoint(out)
+    ao = _tracked_ao(model, exported["config"], seqs)
+    assert exported["tuning"]["tracked_ao"] == pytest.approx(ao, abs=1e-9)
     # one pair without --tune is simply set; a malformed one is refused by name
     assert siamtfa(["export", str(last), str(out), "--window", "3:0.25"]) == 0
     tracking = load_checkpoint(out)["config"]["tracking"]

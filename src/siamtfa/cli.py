@@ -342,6 +342,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         # ties: the first listed
         _set(section, name, max(values, key=lambda v: scores[_label(v, sep)]))
         info["tuning"][key_name] = scores
+    if args.tune:  # the figure a release decision needs: the exported settings, tracked
+        key = repr((cfg.tracking, cfg.model.rpn.post_nms_top_n_test, cfg.input))
+        if key not in tracked:
+            tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
+            tracked[key] = tracking_ao(tracker, seqs)
+        info["tuning"]["tracked_ao"] = tracked[key]
+        print(f"{tracked[key]:6.3f}  tracked AO of the exported settings")
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
         for k, v in model.cpu().state_dict().items()  # --tune may have moved it to the GPU
