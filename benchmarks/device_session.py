@@ -233,19 +233,20 @@ def run(args: argparse.Namespace) -> None:
     session.log(session.step("env", environment) or "env unknown")
     cuda = torch.cuda.is_available()
 
-    data = work / "syn_train"
     workers = max(1, (os.cpu_count() or 2) - 1)
-    make = [*cli, "make-synthetic", "--out", str(data), "--sequences", str(args.sequences)]
-    make += ["--frames", "100", "--seed", "1000", "--workers", str(workers)]
-    make += ["--textures", args.textures] if args.textures else []
-    session.step("data", session.command, make, args.data_seconds)
+
+    def render(step: str, folder: Path, sequences: int, seed: int, *extra: str) -> None:
+        make = [*cli, "make-synthetic", "--out", str(folder), "--sequences", str(sequences)]
+        make += ["--frames", "100", "--seed", str(seed), "--workers", str(workers), *extra]
+        make += ["--textures", args.textures] if args.textures else []
+        session.step(step, session.command, make, args.data_seconds)
+
+    data = work / "syn_train"
+    render("data", data, args.sequences, 1000)
     changing = work / "syn_appearance"
-    make = [*cli, "make-synthetic", "--out", str(changing), "--sequences"]
-    make += [str(args.appearance_sequences), "--frames", "100", "--seed", "1300"]
-    make += ["--appearance-change", "2", "--motion", "1", "6", "--workers", str(workers)]
-    make += ["--textures", args.textures] if args.textures else []
     if args.appearance_sequences:
-        session.step("appearance data", session.command, make, args.data_seconds)
+        extra = ("--appearance-change", "2", "--motion", "1", "6")
+        render("appearance data", changing, args.appearance_sequences, 1300, *extra)
 
     run_dir = work / "finetune"
     train_args = ["--config", args.config, "--data", f"synthetic={data}"]

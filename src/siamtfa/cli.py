@@ -306,6 +306,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     # these change the RoIs themselves, so the replay cannot score them: each value is
     # tracked in full on the --tune sequences, one setting after the other
     tracked: dict[str, float] = {}  # AO by setting: a setting is tracked once
+
+    def tracked_ao() -> float:
+        """AO of tracking the --tune sequences with the settings as they are now."""
+        key = repr((cfg.tracking, cfg.model.rpn.post_nms_top_n_test, cfg.input))
+        if key not in tracked:
+            tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
+            tracked[key] = tracking_ao(tracker, seqs)
+        return tracked[key]
+
     for section, name, flag, values in (
         (cfg.tracking, "search_target_size", "search-target-size", args.search_target_size),
         # the replay chose the window for the whole frame, where look-alikes anywhere compete;
@@ -333,22 +342,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         scores = {}
         for value in values:
             _set(section, name, value)
-            key = repr((cfg.tracking, cfg.model.rpn.post_nms_top_n_test, cfg.input))
-            if key not in tracked:
-                tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
-                tracked[key] = tracking_ao(tracker, seqs)
-            scores[_label(value, sep)] = tracked[key]
-            print(f"{tracked[key]:6.3f}  {key_name} {_label(value, sep)}")
+            scores[_label(value, sep)] = tracked_ao()
+            print(f"{scores[_label(value, sep)]:6.3f}  {key_name} {_label(value, sep)}")
         # ties: the first listed
         _set(section, name, max(values, key=lambda v: scores[_label(v, sep)]))
         info["tuning"][key_name] = scores
     if args.tune:  # the figure a release decision needs: the exported settings, tracked
-        key = repr((cfg.tracking, cfg.model.rpn.post_nms_top_n_test, cfg.input))
-        if key not in tracked:
-            tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
-            tracked[key] = tracking_ao(tracker, seqs)
-        info["tuning"]["tracked_ao"] = tracked[key]
-        print(f"{tracked[key]:6.3f}  tracked AO of the exported settings")
+        info["tuning"]["tracked_ao"] = tracked_ao()
+        print(f"{info['tuning']['tracked_ao']:6.3f}  tracked AO of the exported settings")
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
         for k, v in model.cpu().state_dict().items()  # --tune may have moved it to the GPU

@@ -380,18 +380,15 @@ def make_synthetic(
     names = [_name(seed, i) for i in range(sequences)]
     todo = [i for i in range(sequences) if not (out / names[i] / "meta_info.ini").is_file()]
     bank = TextureBank(read_folder(textures)) if textures else None
-    job = partial(
-        _write_one,
-        out,
-        seed,
-        frames,
-        size,
-        bank,
-        temporal_stress,
-        target_size,
-        motion,
-        appearance_change,
+    options = dict(
+        size=size,
+        textures=bank,
+        temporal_stress=temporal_stress,
+        target_size=target_size,
+        motion=motion,
+        appearance_change=appearance_change,
     )
+    job = partial(_write_one, out, seed, frames, options)
     bar = tqdm(
         total=sequences,
         initial=sequences - len(todo),
@@ -411,22 +408,9 @@ def make_synthetic(
     return names
 
 
-def _write_one(
-    out: Path,
-    seed: int,
-    frames: int,
-    size: tuple[int, int],
-    bank: TextureBank | None,
-    temporal_stress: bool,
-    target_size: tuple[float, float],
-    motion: tuple[float, float],
-    appearance_change: float,
-    index: int,
-) -> None:
-    seq = render_sequence(
-        seed, index, frames, size, bank, temporal_stress, target_size, motion, appearance_change
-    )
-    write_got10k(seq, out / _name(seed, index))
+def _write_one(out: Path, seed: int, frames: int, options: dict, index: int) -> None:
+    """Render sequence ``index`` (``options``: ``render_sequence``'s keywords) and write it."""
+    write_got10k(render_sequence(seed, index, frames, **options), out / _name(seed, index))
 
 
 def _name(seed: int, index: int) -> str:
