@@ -124,6 +124,14 @@ def test_export_pools_several_tune_sets(
     recorded = record(Tracker(model, "online", "cpu", from_dict(SMALL).input), pooled, False)
     assert tuning["ao"] == pytest.approx(grid_search(recorded, progress=False)[0][0], abs=1e-9)
     assert tuning["paper_rule_ao"] == pytest.approx(average_overlap(recorded, TrackingConfig()))
+    # the exported settings tracked in full: pooled, and each set on its own
+    config = load_checkpoint(out)["config"]
+    assert tuning["tracked_ao"] == pytest.approx(_tracked_ao(model, config, pooled), abs=1e-9)
+    by_set = tuning["tracked_ao_by_set"]
+    assert list(by_set) == tuning["on"]
+    for spec, set_seqs in zip(tuning["on"], (seqs, read_dataset("got10k", other))):
+        assert by_set[spec] == pytest.approx(_tracked_ao(model, config, set_seqs), abs=1e-9)
+    assert "of which synthetic=" in capsys.readouterr().out
     # the same set twice would count its frames twice
     assert siamtfa([*args, f"got10k={root}", f"got10k={root}"]) == 2
     assert "share sequence names" in capsys.readouterr().err

@@ -87,19 +87,30 @@ def average_overlap(recorded: list[RecordedSequence], cfg: TrackingConfig) -> fl
     ).ao
 
 
-def tracking_ao(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -> float:
-    """GOT-10k AO of ``tracker`` run in full over ``sequences`` (for what replay cannot
-    answer, such as the search region, whose crops follow the boxes chosen before)."""
-    boxes = {
+def track_all(
+    tracker: Tracker, sequences: list[Sequence], progress: bool = True
+) -> dict[str, np.ndarray]:
+    """The boxes of ``tracker`` run in full over each sequence, by sequence name."""
+    return {
         s.name: tracker.track(s.frames, s.boxes[0])[0]
         for s in tqdm(sequences, desc="track", disable=not progress)
     }
+
+
+def pooled_ao(boxes: dict[str, np.ndarray], sequences: list[Sequence]) -> float:
+    """GOT-10k AO of ``boxes`` (by sequence name) over ``sequences``, frames pooled."""
     return got10k_metrics(
-        boxes,
+        {s.name: boxes[s.name] for s in sequences},
         {s.name: s.boxes for s in sequences},
         {s.name: cover_of(s) for s in sequences},
         {s.name: frame_size(s) for s in sequences},
     ).ao
+
+
+def tracking_ao(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -> float:
+    """GOT-10k AO of ``tracker`` run in full over ``sequences`` (for what replay cannot
+    answer, such as the search region, whose crops follow the boxes chosen before)."""
+    return pooled_ao(track_all(tracker, sequences, progress), sequences)
 
 
 def grid_search(
