@@ -1,4 +1,4 @@
-"""How far bf16 autocast (+ channels_last) moves the tracker's boxes from fp32.
+"""How far bf16 autocast (+ channels_last), or torch.compile, moves the tracker's boxes.
 
 Tracking is chaotic: a box a pixel off moves the next frame's search region and motion prior,
 and a few frames later the two runs may follow different objects, so the AO of two whole runs
@@ -11,6 +11,7 @@ analogue of AO) and its difference, and the IoU between the two answers.
 
     python benchmarks/bf16_agreement.py --root runs/accuracy/data/synthetic_9000
     python benchmarks/bf16_agreement.py --dataset folder --root ../shared/data/real/test
+    python benchmarks/bf16_agreement.py --root ... --reference bf16 --candidate bf16-compiled
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from tqdm import tqdm
 from siamtfa.data.datasets import Sequence, read_dataset
 from siamtfa.evaluation.metrics import rect_iou
 from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT, Tracker
+
+# the settings compared: Tracker options
+SETTINGS = {
+    "fp32": {},
+    "bf16": {"precision": "bf16", "channels_last": True},
+    "bf16-compiled": {"precision": "bf16", "channels_last": True, "compile": True},
+}
 
 
 def forced_answers(
@@ -49,27 +57,29 @@ def main() -> None:
     parser.add_argument("--dataset", default="got10k", help="reader: got10k (synthetic), folder…")
     parser.add_argument("--root", required=True)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reference", default="fp32", choices=list(SETTINGS))
+    parser.add_argument("--candidate", default="bf16", choices=list(SETTINGS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sequences = read_dataset(args.dataset, args.root)
-    fp32 = Tracker(args.checkpoint, "online", "cpu")
-    bf16 = Tracker(args.checkpoint, "online", "cpu", precision="bf16", channels_last=True)
-    truth, ious = {"fp32": [], "bf16": []}, []
+    ref, new = args.reference, args.candidate
+    trackers = {k: Tracker(args.checkpoint, "online", "cpu", **SETTINGS[k]) for k in (ref, new)}
+    truth, ious = {ref: [], new: []}, []
     for seq in tqdm(sequences, desc="sequences"):
-        a, b = forced_answers(fp32, seq)[0], forced_answers(bf16, seq)[0]
+        a, b = forced_answers(trackers[ref], seq)[0], forced_answers(trackers[new], seq)[0]
         keep = seq.visible[1:]
         gt = seq.boxes[1:][keep]
-        truth["fp32"].append(rect_iou(a[1:][keep], gt))
-        truth["bf16"].append(rect_iou(b[1:][keep], gt))
+        truth[ref].append(rect_iou(a[1:][keep], gt))
+        truth[new].append(rect_iou(b[1:][keep], gt))
         ious.append(rect_iou(a[1:][keep], b[1:][keep]))
-    f32, b16, both = (np.concatenate(v) for v in (truth["fp32"], truth["bf16"], ious))
+    r, c, both = (np.concatenate(v) for v in (truth[ref], truth[new], ious))
     print(f"{len(sequences)} sequences, {len(both)} frames, ground truth given before each frame")
     print(
-        f"mean IoU with ground truth: fp32 {f32.mean():.4f}  bf16 {b16.mean():.4f}  "
-        f"difference {b16.mean() - f32.mean():+.4f}"
+        f"mean IoU with ground truth: {ref} {r.mean():.4f}  {new} {c.mean():.4f}  "
+        f"difference {c.mean() - r.mean():+.4f}"
     )
     print(
-        f"IoU between fp32 and bf16 answers: mean {both.mean():.4f}  median "
+        f"IoU between {ref} and {new} answers: mean {both.mean():.4f}  median "
         f"{np.median(both):.4f}  >= 0.95 in {(both >= 0.95).mean():.1%} of frames  "
         f"< 0.5 in {(both < 0.5).mean():.1%}"
     )

@@ -68,6 +68,8 @@ PART_BYTES = 15 * 2**20  # one file back from the device: at most 16 MiB
 SPEED_CONFIGS = [  # most wanted first: the step's deadline may cut the last ones
     "lite online 320 bf16+cl",
     "lite clip 320 bf16+cl",
+    "lite online 320 bf16+cl, compiled",
+    "lite clip 320 bf16+cl, compiled",
     "lite online fp32",
     "paper online bf16+cl",
     "paper clip bf16+cl",

@@ -27,25 +27,30 @@ if TYPE_CHECKING:
     from siamtfa.config import InputConfig
     from siamtfa.data.synthetic import SyntheticSequence
 
-# name: (preset, mode, input (max, min) or None for the preset's, fast, temporal, tuned): the
-# network alone runs the paper's tracking rule; "tuned" adds the --checkpoint's own tracking
-# settings (search region, re-detection, template update), as `siamtfa track` runs it
+S320 = (320, 240)  # the input box of the fast rows
+
+# name: (preset, mode, input (max, min) or None for the preset's, fast, temporal, tuned,
+# compiled): the network alone runs the paper's tracking rule; "tuned" adds the --checkpoint's
+# own tracking settings (search region, re-detection, template update), as `siamtfa track` runs
+# it; "compiled" is `--compile` (torch.compile of the search branch, built in the warm-up)
 CONFIGS = {
-    "lite online fp32": ("lite", "online", None, False, True, False),
-    "lite online 320 bf16+cl": ("lite", "online", (320, 240), True, True, False),
-    "lite online 320 bf16+cl, tuned": ("lite", "online", (320, 240), True, True, True),
-    "lite online 320 bf16+cl, no shift": ("lite", "online", (320, 240), True, False, False),
-    "lite clip 320 bf16+cl": ("lite", "clip", (320, 240), True, True, False),
+    "lite online fp32": ("lite", "online", None, False, True, False, False),
+    "lite online 320 bf16+cl": ("lite", "online", S320, True, True, False, False),
+    "lite online 320 bf16+cl, tuned": ("lite", "online", S320, True, True, True, False),
+    "lite online 320 bf16+cl, no shift": ("lite", "online", S320, True, False, False, False),
+    "lite online 320 bf16+cl, compiled": ("lite", "online", S320, True, True, False, True),
+    "lite clip 320 bf16+cl": ("lite", "clip", S320, True, True, False, False),
+    "lite clip 320 bf16+cl, compiled": ("lite", "clip", S320, True, True, False, True),
     # the network alone on a ready batch of 1 or 3 frames: the most that clips can gain here
-    "lite network 320 bf16+cl, batch 1": ("lite", "network 1", (320, 240), True, True, False),
-    "lite network 320 bf16+cl, batch 3": ("lite", "network 3", (320, 240), True, True, False),
+    "lite network 320 bf16+cl, batch 1": ("lite", "network 1", S320, True, True, False, False),
+    "lite network 320 bf16+cl, batch 3": ("lite", "network 3", S320, True, True, False, False),
     # one thread (CPU): a clip's frames spread one per core could reach cores x this
-    "lite online 320 bf16+cl, 1 thread": ("lite", "online", (320, 240), True, True, False),
-    "paper online fp32": ("paper", "online", None, False, True, False),
-    "paper online bf16+cl": ("paper", "online", None, True, True, False),
-    "paper clip bf16+cl": ("paper", "clip", None, True, True, False),
-    "csrt": ("csrt", "", None, False, False, False),
-    "kcf": ("kcf", "", None, False, False, False),
+    "lite online 320 bf16+cl, 1 thread": ("lite", "online", S320, True, True, False, False),
+    "paper online fp32": ("paper", "online", None, False, True, False, False),
+    "paper online bf16+cl": ("paper", "online", None, True, True, False, False),
+    "paper clip bf16+cl": ("paper", "clip", None, True, True, False, False),
+    "csrt": ("csrt", "", None, False, False, False, False),
+    "kcf": ("kcf", "", None, False, False, False, False),
 }
 
 
@@ -55,7 +60,7 @@ def worker(name: str, frames: int, checkpoint: str | None, passes: int) -> None:
     from siamtfa.data.synthetic import render_sequence
     from siamtfa.tracking import OpenCVTracker, Tracker, load_model
 
-    kind, mode, size, fast, temporal, tuned = CONFIGS[name]
+    kind, mode, size, fast, temporal, tuned, compiled = CONFIGS[name]
     if name.endswith("1 thread"):
         torch.set_num_threads(1)
     if kind == "paper" and not torch.cuda.is_available():
@@ -90,6 +95,7 @@ def worker(name: str, frames: int, checkpoint: str | None, passes: int) -> None:
             precision="bf16" if fast else "fp32",
             channels_last=fast,
             tracking=cfg.tracking if tuned else None,
+            compile=compiled,
         )
     tracker.track(seq.frames[:4], seq.boxes[0])  # warm-up
     fps = []
@@ -177,6 +183,11 @@ def main() -> None:
     clip = "lite clip 320 bf16+cl"
     if clip in results and on in results:
         print(f"clip / online throughput (lite): {results[clip]['fps'] / results[on]['fps']:.2f}")
+    for mode in ("online", "clip"):
+        eager, compiled = f"lite {mode} 320 bf16+cl", f"lite {mode} 320 bf16+cl, compiled"
+        if eager in results and compiled in results:
+            ratio = results[compiled]["fps"] / results[eager]["fps"]
+            print(f"torch.compile / eager throughput (lite {mode}): {ratio:.2f}")
     one, three = "lite network 320 bf16+cl, batch 1", "lite network 320 bf16+cl, batch 3"
     if one in results and three in results:
         ratio = results[three]["fps"] / results[one]["fps"]

@@ -77,7 +77,7 @@ def test_tracker_maps_template_and_answers_through_the_region() -> None:
         seen["template"].append(boxes.tolist())
         return torch.zeros(len(boxes), 8, 7, 7)
 
-    def forward_search(template, images, clip_len=1, stream=None):
+    def forward_search(template, images, clip_len=1, stream=None, search_maps=None):
         seen["frames"].append(images.shape)
         det = {"box": answer[0], "score": torch.tensor(0.9), "boxes": answer}
         return [{**det, "scores": torch.tensor([0.9])}] * images.shape[0]
@@ -102,7 +102,7 @@ def _scripted_model(answers: list[tuple[list[float], float]], calls: list) -> to
     model = small_model().eval()
     model.template_features = lambda images, boxes: torch.zeros(len(boxes), 8, 7, 7)
 
-    def forward_search(template, images, clip_len=1, stream=None):
+    def forward_search(template, images, clip_len=1, stream=None, search_maps=None):
         calls.append(tuple(images.shape[-2:]))
         box, score = answers[len(calls) - 1]
         boxes, scores = torch.tensor([box]), torch.tensor([score])

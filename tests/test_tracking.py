@@ -77,6 +77,21 @@ def test_clip_mode_equals_batch_forward_on_each_clip() -> None:
         tracker.update(video[1])
 
 
+@pytest.mark.parametrize("mode", ["online", "clip"])
+def test_compiled_search_gives_the_eager_boxes(mode: str) -> None:
+    # float32: the pre-packed (oneDNN) kernels that freezing brings take no float64. Only the
+    # order of additions may change, so the boxes agree to well within a pixel
+    model = small_model().eval()
+    video = frames(5)
+    eager, _ = Tracker(model, mode, "cpu", SIZE, clip_len=2).track(video, BOX)
+    tracker = Tracker(model, mode, "cpu", SIZE, clip_len=2, compile=True)
+    graph, calls = tracker.search_maps, []
+    tracker.search_maps = lambda *args: calls.append(args[1].shape[0]) or graph(*args)
+    boxes, _ = tracker.track(video, BOX)
+    np.testing.assert_allclose(boxes, eager, atol=1e-3)
+    assert calls == ([1, 1, 1, 1] if mode == "online" else [2, 2])  # every frame went through it
+
+
 def test_any_size_grayscale_and_partly_outside_box() -> None:
     tracker = Tracker(small_model().eval(), "online", "cpu", SIZE)
     gray = np.random.default_rng(0).integers(0, 255, (77, 150), dtype=np.uint8)

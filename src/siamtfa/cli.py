@@ -50,6 +50,7 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
 
     device, precision = options.device, options.precision
     channels_last, paper_rule = options.channels_last, options.paper_rule
+    compiled = options.compile
 
     if kind in ("csrt", "kcf"):
         return OpenCVTracker(kind), kind, {"tracker": kind}
@@ -73,6 +74,7 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
         precision=precision,
         channels_last=channels_last,
         tracking=config.TrackingConfig() if paper_rule else None,
+        compile=compiled,
     )
     info = {
         "tracker": "siamtfa",
@@ -83,6 +85,7 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
         "device": str(tracker.device),
         "precision": precision,
         "channels_last": channels_last,
+        "compile": compiled,
         "selection": vars(tracker.tracking),  # all defaults: the paper's top-scoring RoI
     }
     return tracker, f"siamtfa-{mode}" + ("-paper-rule" if paper_rule else ""), info
@@ -427,6 +430,12 @@ def _tracker_options(p: argparse.ArgumentParser) -> None:
         help="bf16: autocast convolutions and FCs (faster on recent CPUs and GPUs)",
     )
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the search branch's dense part (needs a C++ compiler on CPU; "
+        "built on the first frame of each input size)",
+    )
     p.add_argument(
         "--paper-rule",
         action="store_true",

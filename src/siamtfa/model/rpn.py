@@ -84,24 +84,35 @@ class RegionProposalNetwork(nn.Module):
         self.heads = nn.ModuleList(RPNHead(channels, len(cfg.aspect_ratios)) for _ in strides)
         self.coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
 
-    def anchors(self, feats: list[Tensor]) -> list[Tensor]:
+    def head_outputs(self, feats: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Each level's logits ``[B, H*W*k, 2]`` and deltas ``[B, H*W*k, 4]`` (anchors' order)."""
+        outs = [head(f) for head, f in zip(self.heads, feats)]
+        return [o[0] for o in outs], [o[1] for o in outs]
+
+    def anchors(self, sizes: list[tuple[int, int]], device: torch.device) -> list[Tensor]:
+        """Each level's anchors for feature maps of ``sizes`` (H, W)."""
         return [
-            grid_anchors(tuple(f.shape[-2:]), s, a, self.cfg.aspect_ratios, f.device)
-            for f, s, a in zip(feats, self.strides, self.cfg.anchor_sizes)
+            grid_anchors(tuple(hw), s, a, self.cfg.aspect_ratios, device)
+            for hw, s, a in zip(sizes, self.strides, self.cfg.anchor_sizes)
         ]
 
     def forward(
-        self, feats: list[Tensor], image_size: tuple[int, int], targets: list[Tensor | None] | None
+        self,
+        logits: list[Tensor],
+        deltas: list[Tensor],
+        sizes: list[tuple[int, int]],
+        image_size: tuple[int, int],
+        targets: list[Tensor | None] | None,
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        """Proposals per frame (``[R, 4]``, detached, best first) and, given targets, the losses."""
-        outs = [head(f) for head, f in zip(self.heads, feats)]
-        anchors = self.anchors(feats)
-        proposals = self.propose([o[0] for o in outs], [o[1] for o in outs], anchors, image_size)
+        """Proposals per frame (``[R, 4]``, detached, best first) from :meth:`head_outputs` on
+        maps of ``sizes`` and, given targets, the losses."""
+        anchors = self.anchors(sizes, logits[0].device)
+        proposals = self.propose(logits, deltas, anchors, image_size)
         losses: dict[str, Tensor] = {}
         if targets is not None:
-            logits = torch.cat([o[0] for o in outs], dim=1)
-            deltas = torch.cat([o[1] for o in outs], dim=1)
-            losses = self.loss(logits, deltas, torch.cat(anchors), targets)
+            losses = self.loss(
+                torch.cat(logits, 1), torch.cat(deltas, 1), torch.cat(anchors), targets
+            )
         return proposals, losses
 
     @torch.no_grad()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -64,6 +66,16 @@ class SiamTFA(nn.Module):
         ``stream`` makes it causal across calls (see :class:`TemporalShift`)."""
         return self.fpn(self.backbone(images, clip_len, stream))
 
+    def search_maps(
+        self, template: Tensor, search_images: Tensor, clip_len: int, stream: dict | None = None
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """The dense part of the search branch: the pyramid P2..P6 and, on its levels modulated
+        by the template, the RPN's logits and deltas per level. Every shape follows from the
+        input's, with no data-dependent step: the part that ``torch.compile`` takes whole."""
+        feats = self.pyramid(search_images, clip_len, stream)
+        logits, deltas = self.rpn.head_outputs(self.modulator(feats, template, clip_len))
+        return feats, logits, deltas
+
     def template_features(self, images: Tensor, boxes: Tensor) -> Tensor:
         """The tight ``[N, C, 7, 7]`` template feature of each box (no temporal shift)."""
         _check_images("template_images", images)
@@ -107,9 +119,11 @@ class SiamTFA(nn.Module):
         search_boxes: Tensor | None = None,
         search_present: Tensor | None = None,
         stream: dict | None = None,
+        search_maps: Callable | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """The search branch on a cached template (see :meth:`forward`); with ``stream`` (one
-        frame per call) the temporal shift takes its past from the previous call."""
+        frame per call) the temporal shift takes its past from the previous call;
+        ``search_maps`` stands in for :meth:`search_maps` (the tracker's compiled copy)."""
         _check_images("search_images", search_images)
         if clip_len < 1 or search_images.shape[0] != template.shape[0] * clip_len:
             raise ValueError(
@@ -126,9 +140,10 @@ class SiamTFA(nn.Module):
             _check_boxes("search_boxes", search_boxes, n, search_present)
             targets = [b if p else None for b, p in zip(search_boxes.float(), search_present)]
         image_size = (search_images.shape[-2], search_images.shape[-1])
-        feats = self.pyramid(search_images, clip_len, stream)
-        modulated = self.modulator(feats, template, clip_len)
-        proposals, rpn_losses = self.rpn(modulated, image_size, targets)
+        maps = search_maps or self.search_maps
+        feats, logits, deltas = maps(template, search_images, clip_len, stream)
+        sizes = [tuple(f.shape[-2:]) for f in feats]
+        proposals, rpn_losses = self.rpn(logits, deltas, sizes, image_size, targets)
         detections, roi_losses = self.roi_head(
             feats[:4], proposals, template, clip_len, image_size, targets
         )

@@ -20,6 +20,7 @@ target reaches the sizes it was trained on (``search_region``). Boxes are ``[x, 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,25 @@ def search_region(
     return T.Region(scale, x0, y0)
 
 
+def compiled(fn: Callable) -> Callable:
+    """``fn`` under ``torch.compile``, built on its first call for each input size (static
+    shapes: a tracker sees few sizes, one per aspect ratio of its frames).
+
+    Compiled with inductor's "freezing": the weights become constants of the graph, which lets
+    it pre-pack them for oneDNN, so the model must not change while the result is in use. Set
+    as a patch around each call, not globally, so that other compiled code in the process is
+    unaffected."""
+    import torch._inductor.config as inductor_config
+
+    graph = torch.compile(fn, dynamic=False)
+
+    def run(*args, **kwargs):
+        with inductor_config.patch(freezing=True):
+            return graph(*args, **kwargs)
+
+    return run
+
+
 def _check_box(box, width: int, height: int) -> tuple[np.ndarray, list[float]]:
     """The box as an array, and its part inside the image as ``x1, y1, x2, y2``."""
     box = np.asarray(box, np.float64).reshape(-1)
@@ -130,6 +150,7 @@ class Tracker:
         precision: str = "fp32",
         channels_last: bool = False,
         tracking: TrackingConfig | None = None,
+        compile: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -146,6 +167,8 @@ class Tracker:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # the search branch's dense part, compiled on request (passed to forward_search)
+        self.search_maps = compiled(self.model.search_maps) if compile else None
         self.input_cfg = input_cfg or InputConfig()
         self.tracking = tracking or TrackingConfig()
         self.clip_len = clip_len or 3
@@ -209,6 +232,15 @@ class Tracker:
         self.box = clipped_xywh(self.candidates[0][0], size)
         return float(det["score"])
 
+    def _search(
+        self, frames: Tensor, clip_len: int, stream: dict | None = None
+    ) -> list[dict[str, Tensor]]:
+        """The ranked RoIs of each of ``frames`` (prepared) for the current template."""
+        with self._autocast():
+            return self.model.forward_search(
+                self.template, frames, clip_len, stream=stream, search_maps=self.search_maps
+            )
+
     def _update_template(self, frame: Tensor, region: T.Region, score: float) -> None:
         """Blend the answer's appearance in ``frame`` (one prepared frame of ``region``) into
         the template when ``tracking.template_update`` asks for it: ``template_interval`` frames
@@ -261,14 +293,12 @@ class Tracker:
         if frame.shape[-2:] != self.stream_size:
             self.stream, self.stream_size = {}, frame.shape[-2:]  # size changed: no valid past
         past = dict(self.stream)  # the shift's past, for a second look at this frame
-        with self._autocast():
-            det = self.model.forward_search(self.template, frame, 1, stream=self.stream)[0]
+        det = self._search(frame, 1, self.stream)[0]
         score = self._answer(det, region, size)
         whole = self._whole(*size)
         if score < self.tracking.redetect_below and region != whole:
             whole_frame = self._prepare(rgb, whole)[0]
-            with self._autocast():
-                det = self.model.forward_search(self.template, whole_frame, 1, stream=past)[0]
+            det = self._search(whole_frame, 1, past)[0]
             found = self._redetect(det, whole, size, score)
             if found is not None:
                 frame, region, score, self.stream = whole_frame, whole, found, past
@@ -306,8 +336,7 @@ class Tracker:
         region = self._region(w, h)  # one region for the clip: around the box before it
         prepared = [self._prepare(r, region) for r in rgbs]
         frames = torch.cat([p[0] for p in prepared])
-        with self._autocast():
-            dets = self.model.forward_search(self.template, frames, len(images))
+        dets = self._search(frames, len(images))
         whole, whole_dets = self._whole(w, h), None
         out = []
         for i, det in enumerate(dets):
@@ -315,10 +344,7 @@ class Tracker:
             if score < self.tracking.redetect_below and region != whole:
                 if whole_dets is None:  # the whole clip once, as the shift needs it
                     whole_frames = torch.cat([self._prepare(r, whole)[0] for r in rgbs])
-                    with self._autocast():
-                        whole_dets = self.model.forward_search(
-                            self.template, whole_frames, len(images)
-                        )
+                    whole_dets = self._search(whole_frames, len(images))
                 found = self._redetect(whole_dets[i], whole, (w, h), score)
                 if found is not None:
                     score, seen, where = found, whole_frames, whole
