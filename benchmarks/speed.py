@@ -32,7 +32,7 @@ S320 = (320, 240)  # the input box of the fast rows
 # name: (preset, mode, input (max, min) or None for the preset's, fast, temporal, tuned,
 # compiled): the network alone runs the paper's tracking rule; "tuned" adds the --checkpoint's
 # own tracking settings (search region, re-detection, template update), as `siamtfa track` runs
-# it; "compiled" is `--compile` (torch.compile of the search branch, built in the warm-up)
+# it; "compiled" is `--compile` (the search branch's dense part, built in the warm-up)
 CONFIGS = {
     "lite online fp32": ("lite", "online", None, False, True, False, False),
     "lite online 320 bf16+cl": ("lite", "online", S320, True, True, False, False),
