@@ -292,3 +292,90 @@ def test_rotated_texture_turns_about_its_centre() -> None:
     ys, xs = np.nonzero(turned[..., 0] > 0.5)
     assert set(xs) == {16} and ys.min() >= 3 and ys.max() <= 12, (xs, ys)
     np.testing.assert_allclose(_rotated(tex, 0.0), tex, atol=1 / 255)
+
+
+def _track_folder(root: Path, name: str, boxes: list[str], size: tuple[int, int]) -> None:
+    from PIL import Image
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    for i in range(len(boxes)):
+        Image.new("RGB", size).save(folder / f"{i + 1:08d}.png")
+    (folder / "groundtruth.txt").write_text("\n".join(boxes) + "\n")
+
+
+def test_trajectory_bank_replays_real_paths(tmp_path: Path) -> None:
+    from siamtfa.data.datasets import read_folder
+    from siamtfa.data.synthetic import TrajectoryBank
+
+    # a 4-box track (all widths differ, so each output box names its frame) in a 200x100
+    # frame; a NaN box splits the second sequence into a 1-box run (dropped) and a 2-box run
+    track = np.array([[10, 20, 20, 10], [30, 25, 22, 11], [60, 30, 24, 12], [100, 40, 30, 15.0]])
+    _track_folder(tmp_path, "a", [",".join(map(str, b)) for b in track], (200, 100))
+    split = ["5,5,20,20", "nan,nan,nan,nan", "5,5,20,20", "9,5,20,20"]
+    _track_folder(tmp_path, "b", split, (200, 100))
+    bank = TrajectoryBank(read_folder(tmp_path))
+    assert [len(b) for b, _ in bank.tracks] == [4, 2]
+    scale = 2.0  # fits 200x100 into 400x300: the smaller of 400/200 and 300/100
+    seen = set()
+    for seed in range(40):
+        path = bank.path(np.random.default_rng(seed), 9, (400, 300))
+        assert path.shape == (9, 4)
+        if np.allclose(path[:, 2], path[:, 3]):
+            continue  # the square track
+        idx = [int(np.flatnonzero(np.isclose(track[:, 2] * scale, w))[0]) for w in path[:, 2]]
+        # a walk that moves one frame at a time and turns back only at the track's ends
+        steps = np.diff(idx)
+        assert set(steps) <= {-1, 1}
+        for t in np.flatnonzero(steps[1:] != steps[:-1]):
+            assert idx[t + 1] in (0, 3)
+        b = track[idx].copy()
+        mirrored = path[1, 0] - path[0, 0] != pytest.approx(scale * (b[1, 0] - b[0, 0]))
+        if mirrored:
+            b[:, 0] = 200 - b[:, 0] - b[:, 2]
+        c = b[:, :2] + b[:, 2:] / 2
+        np.testing.assert_allclose(path[:, 2:], scale * b[:, 2:])
+        np.testing.assert_allclose(
+            path[:, :2] + path[:, 2:] / 2, scale * (c - c.mean(0)) + [200, 150]
+        )
+        seen.add((idx[0], int(steps[0]), bool(mirrored)))
+    # it starts anywhere, goes either way, mirrored or not
+    assert len({k for k, _, _ in seen}) == 4 and len({(d, m) for _, d, m in seen}) == 4
+    # a tiny target is enlarged to min_side: the scale grows, the motion in sizes stays
+    small = bank.path(np.random.default_rng(1), 5, (400, 300), min_side=80.0)
+    assert np.sqrt(small[:, 2] * small[:, 3]).min() == pytest.approx(80.0)
+    _track_folder(tmp_path, "c", ["1,1,4,4"], (20, 20))
+    with pytest.raises(ValueError, match="2 or more"):
+        TrajectoryBank(read_folder(tmp_path / "c"))
+
+
+def test_targets_follow_the_trajectories(tmp_path: Path) -> None:
+    from siamtfa.data.datasets import read_folder
+    from siamtfa.data.synthetic import TrajectoryBank
+
+    track = [f"{20 + 7 * i},{30 + 3 * i},{30 + i},{20 + i}" for i in range(12)]
+    _track_folder(tmp_path / "real", "a", track, (320, 240))
+    bank = TrajectoryBank(read_folder(tmp_path / "real"))
+    for i in range(3):
+        seq = render_sequence(5, i, 30, (320, 240), trajectories=bank)
+        plain = render_sequence(5, i, 30, (320, 240))
+        # the boxes are the drawn target's (checked where fully visible) and step as the track
+        # does: 7 px right or left per frame (mirrored or backwards), never the random walk
+        steps = np.abs(np.diff(seq.boxes[:, 0] + seq.boxes[:, 2] / 2))
+        assert np.all(np.abs(steps - 7.5) <= 1.0), steps
+        assert not np.array_equal(seq.boxes, plain.boxes)
+        # cover 8 is 7/8 visible or more, so an occluder may still clip an edge of the box
+        exact = []
+        for t in np.flatnonzero((seq.cover == 8) & (seq.cut_by_image == 0)):
+            ys, xs = np.nonzero(seq.visible_masks[t])
+            x, y, w, h = seq.boxes[t]
+            assert x <= xs.min() and y <= ys.min() and xs.max() < x + w and ys.max() < y + h
+            exact.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x, y, x + w, y + h))
+        assert np.mean(exact) > 0.5
+    names = make_synthetic(
+        tmp_path / "syn", 2, 6, seed=5, progress=False, trajectories=tmp_path / "real"
+    )
+    written = read_got10k(tmp_path / "syn")
+    expected = render_sequence(5, 1, 6, trajectories=bank).boxes
+    np.testing.assert_allclose(written[1].boxes, expected)
+    assert written[1].name == names[1]

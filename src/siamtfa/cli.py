@@ -227,6 +227,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         motion=tuple(args.motion),
         workers=args.workers,
         appearance_change=args.appearance_change,
+        trajectories=args.trajectories,
     )
     print(f"{len(names)} sequences of {args.frames} frames in {args.out} (GOT-10k layout)")
     return 0
@@ -532,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A",
         help="the target turns about A degrees a frame and fades into another view, min(A/2, 1) "
         "of it by the last frame (0: it keeps its look)",
+    )
+    p.add_argument(
+        "--trajectories",
+        help="folder of TRAINING sequences whose ground-truth paths the targets follow "
+        "(real motion and size change instead of the random walk; --motion does not apply)",
     )
     p.add_argument("--workers", type=int, default=1, help="processes (same output for any)")
     p.set_defaults(func=cmd_make_synthetic)

@@ -3,7 +3,8 @@
 Each sequence: a textured target on a cluttered textured background, moving smoothly with scale
 and aspect change; similar-looking distractors; occluders that pass in front (partial and full
 occlusion); motion blur on fast frames; a drifting illumination; optionally a target whose
-look changes (it turns in place and fades into another view). Per-frame labels follow GOT-10k:
+look changes (it turns in place and fades into another view), or one that follows a real
+target's path (``TrajectoryBank``). Per-frame labels follow GOT-10k:
 ``cover`` 0-8 (visible fraction in eighths, 0 = fully occluded), ``absence`` (1 when the target
 cannot be seen), ``cut_by_image`` (1 when the box leaves the frame).
 """
@@ -21,6 +22,7 @@ from PIL import Image, ImageFilter
 
 from siamtfa.data.datasets import read_folder, read_frame
 from siamtfa.data.io import atomic_write_text
+from siamtfa.data.sampling import frame_size
 
 
 @dataclass
@@ -185,6 +187,48 @@ class TextureBank:
         return None
 
 
+class TrajectoryBank:
+    """Real targets' paths: the ground-truth boxes of *training* sequences, for synthetic
+    targets to follow, so that they move, stop, jerk and change size as real ones do (the random
+    walk is smooth). Only runs of two or more consecutive valid boxes are kept."""
+
+    def __init__(self, sequences: list) -> None:
+        self.tracks: list[tuple[np.ndarray, tuple[int, int]]] = []  # boxes xywh, frame (W, H)
+        for seq in sequences:
+            boxes = np.asarray(seq.boxes, np.float64)
+            valid = np.isfinite(boxes).all(1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+            edges = np.flatnonzero(np.diff(np.r_[0, valid.astype(int), 0]))
+            runs = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2]
+            if runs:
+                size = frame_size(seq)
+                self.tracks += [(boxes[a:b], size) for a, b in runs]
+        if not self.tracks:
+            raise ValueError("trajectory bank needs a sequence with 2 or more consecutive boxes")
+
+    def path(
+        self, rng: np.random.Generator, n: int, size: tuple[int, int], min_side: float = 12.0
+    ) -> np.ndarray:
+        """``n`` boxes (x, y, w, h) for a ``size`` = (W, H) frame: a stretch of one real track
+        (drawn with probability proportional to its length), starting anywhere and going either
+        way, turning back at the track's ends; mirrored left-right half the time; mapped by one
+        scale and shift, so motion and size change relative to the target are the real ones.
+        The scale fits the real frame into this one, or more, so that the target's sqrt(w*h)
+        stays at least ``min_side`` pixels; the shift puts the path's mean centre in the middle."""
+        lengths = np.array([len(b) for b, _ in self.tracks], np.float64)
+        boxes, (rw, rh) = self.tracks[int(rng.choice(len(lengths), p=lengths / lengths.sum()))]
+        period = 2 * (len(boxes) - 1)  # forwards then backwards: a start in the second half
+        step = (int(rng.integers(period)) + np.arange(n)) % period  # plays it backwards
+        b = boxes[np.where(step < len(boxes), step, period - step)].copy()
+        if rng.random() < 0.5:
+            b[:, 0] = rw - b[:, 0] - b[:, 2]
+        fw, fh = size
+        scale = max(min(fw / rw, fh / rh), min_side / np.sqrt(b[:, 2] * b[:, 3]).min())
+        centre = b[:, :2] + b[:, 2:] / 2
+        centre = scale * (centre - centre.mean(0)) + np.array([fw / 2, fh / 2])
+        wh = scale * b[:, 2:]
+        return np.concatenate((centre - wh / 2, wh), 1)
+
+
 def _resize01(img: np.ndarray, w: int, h: int) -> np.ndarray:
     pil = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
     return np.asarray(pil.resize((w, h), Image.BILINEAR), np.float32) / 255.0
@@ -200,6 +244,7 @@ def render_sequence(
     target_size: tuple[float, float] = (0.12, 0.3),
     motion: tuple[float, float] = (1.0, 1.0),
     appearance_change: float = 0.0,
+    trajectories: TrajectoryBank | None = None,
 ) -> SyntheticSequence:
     """Sequence ``index`` of the synthetic set ``seed``: fully determined by the pair (and the
     texture bank, whose real crops replace some procedural backgrounds and targets).
@@ -212,7 +257,10 @@ def render_sequence(
     look different from its first frame, as real targets do (a car turns, a person bends): its
     texture turns in place by a smooth random walk of about ``a`` degrees a frame and fades
     into a second view (another real crop or pattern), ``min(a / 2, 1)`` of it by the last
-    frame; the shape, and so the box, does not change. Its own random stream too."""
+    frame; the shape, and so the box, does not change. Its own random stream too.
+    ``trajectories``: the target follows a real path (``TrajectoryBank.path``, its own random
+    stream) instead of the random walk, at its real speed (``motion`` and the stress speed-up
+    do not apply to it); everything else is drawn as without it."""
     rng = _rng(seed, index)
     speed_up = float(np.exp(_rng(seed, f"{index}:motion").uniform(*np.log(motion))))
     speed_up *= 1.6 if temporal_stress else 1.0
@@ -261,6 +309,11 @@ def render_sequence(
     log_aspect = np.clip(_smooth_walk(rng, n, 0.008), -0.4, 0.4)
     tw = side * np.sqrt(aspect0) * np.exp(log_scale + log_aspect / 2)
     th = side / np.sqrt(aspect0) * np.exp(log_scale - log_aspect / 2)
+    if trajectories is not None:
+        path = trajectories.path(_rng(seed, f"{index}:path"), n, size)
+        cx, cy = path[:, 0] + path[:, 2] / 2, path[:, 1] + path[:, 3] / 2
+        tw, th = path[:, 2], path[:, 3]
+        side = float(np.sqrt(tw[0] * th[0]))  # occluders and distractors are sized by it
     # keep the centre mostly inside the frame
     cx = np.clip(cx, -0.1 * fw, 1.1 * fw)
     cy = np.clip(cy, -0.1 * fh, 1.1 * fh)
@@ -358,6 +411,7 @@ def make_synthetic(
     motion: tuple[float, float] = (1.0, 1.0),
     workers: int = 1,
     appearance_change: float = 0.0,
+    trajectories: str | Path | None = None,
 ) -> list[str]:
     """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder), rendered
     by ``workers`` processes.
@@ -380,6 +434,7 @@ def make_synthetic(
     names = [_name(seed, i) for i in range(sequences)]
     todo = [i for i in range(sequences) if not (out / names[i] / "meta_info.ini").is_file()]
     bank = TextureBank(read_folder(textures)) if textures else None
+    paths = TrajectoryBank(read_folder(trajectories)) if trajectories else None
     options = dict(
         size=size,
         textures=bank,
@@ -387,6 +442,7 @@ def make_synthetic(
         target_size=target_size,
         motion=motion,
         appearance_change=appearance_change,
+        trajectories=paths,
     )
     job = partial(_write_one, out, seed, frames, options)
     bar = tqdm(
