@@ -51,9 +51,10 @@ Back here, reassemble and check the weights, then tune and evaluate on CPU::
 
 (how the validation sets are made: ``docs/results/finetune_appearance.md`` and
 ``docs/results/real_motion_validation.md``, whose last section is the rule for this candidate:
-add ``synthetic=runs/traj/syn_5007`` to ``--tune``, and it ships only if its tracked AO on a
-fresh real-motion set, seed 5009, is >= the default's + 0.01 and on the 36 old sequences >=
-the default's - 0.005 (default: 0.660); decide before running ``accuracy.py``)
+add ``synthetic=runs/traj/syn_5007`` to ``--tune``, and it ships only if its tracked AO
+(``benchmarks/tracked_ao.py``) on a fresh real-motion set, seed 5010 (5008 and 5009 are used),
+is >= the default's + 0.01 and on the 36 old sequences >= the default's - 0.005 (default:
+0.660); decide before running ``accuracy.py``)
 """
 
 from __future__ import annotations
