@@ -216,8 +216,9 @@ class TrajectoryBank:
         stays at least ``min_side`` pixels; the shift puts the path's mean centre in the middle."""
         lengths = np.array([len(b) for b, _ in self.tracks], np.float64)
         boxes, (rw, rh) = self.tracks[int(rng.choice(len(lengths), p=lengths / lengths.sum()))]
-        period = 2 * (len(boxes) - 1)  # forwards then backwards: a start in the second half
-        step = (int(rng.integers(period)) + np.arange(n)) % period  # plays it backwards
+        # the track forwards then backwards, on a loop: a start in the second half goes backwards
+        period = 2 * (len(boxes) - 1)
+        step = (int(rng.integers(period)) + np.arange(n)) % period
         b = boxes[np.where(step < len(boxes), step, period - step)].copy()
         if rng.random() < 0.5:
             b[:, 0] = rw - b[:, 0] - b[:, 2]
@@ -260,7 +261,8 @@ def render_sequence(
     frame; the shape, and so the box, does not change. Its own random stream too.
     ``trajectories``: the target follows a real path (``TrajectoryBank.path``, its own random
     stream) instead of the random walk, at its real speed (``motion`` and the stress speed-up
-    do not apply to it); everything else is drawn as without it."""
+    do not apply to it); everything else is drawn as without it, distractors and
+    occluders sized by the path's first box."""
     rng = _rng(seed, index)
     speed_up = float(np.exp(_rng(seed, f"{index}:motion").uniform(*np.log(motion))))
     speed_up *= 1.6 if temporal_stress else 1.0
