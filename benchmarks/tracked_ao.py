@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from siamtfa.data.datasets import read_dataset
 from siamtfa.data.io import atomic_write_text
 from siamtfa.tracking import Tracker, load_model
@@ -25,21 +27,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("sets", nargs="+", help="GOT-10k-layout folders")
-    parser.add_argument("--pool", nargs="*", default=[], help="some of the sets, also pooled")
+    parser.add_argument(
+        "--pool",
+        nargs="+",
+        action="append",
+        default=[],
+        help="some of the sets, also pooled (repeat for several pools)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="JSON file for the figures")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     args = parser.parse_args()
-    if missing := set(args.pool) - set(args.sets):
+    if missing := {s for pool in args.pool for s in pool} - set(args.sets):
         parser.error(f"--pool names sets not listed: {' '.join(sorted(missing))}")
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, cfg = load_model(args.checkpoint)
     tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
     sequences = {s: read_dataset("got10k", s) for s in args.sets}
     boxes = {s: track_all(tracker, seqs) for s, seqs in sequences.items()}
     result = {s: pooled_ao(boxes[s], seqs) for s, seqs in sequences.items()}
-    if args.pool:
-        pooled = {k: v for s in args.pool for k, v in boxes[s].items()}
-        result["pooled"] = pooled_ao(pooled, [q for s in args.pool for q in sequences[s]])
+    for pool in args.pool:
+        pooled = {k: v for s in pool for k, v in boxes[s].items()}
+        name = "pooled" if len(args.pool) == 1 else "pooled " + " + ".join(pool)
+        result[name] = pooled_ao(pooled, [q for s in pool for q in sequences[s]])
     for name, ao in result.items():
         print(f"{ao:6.3f}  {name}")
     print(f"settings: {cfg.tracking}")
