@@ -6,7 +6,8 @@ the release rules in ``docs/results`` compare (each set, and the sets pooled fra
         --pool runs/tune/syn_5001 runs/tune/syn_5004 runs/tune/syn_5006 --out ao.json
 
 Sets are GOT-10k-layout folders (as ``make-synthetic`` writes them); online mode, as
-``siamtfa export --tune`` scores its settings.
+``siamtfa export --tune`` scores its settings. The JSON also holds each sequence's AO and
+frame count (``benchmarks/compare_ao.py`` compares two such files).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from siamtfa.data.datasets import read_dataset
 from siamtfa.data.io import atomic_write_text
 from siamtfa.tracking import Tracker, load_model
-from siamtfa.tracking.tuning import pooled_ao, track_all
+from siamtfa.tracking.tuning import pooled_ao, scored, track_all
 
 
 def main() -> None:
@@ -47,7 +48,8 @@ def main() -> None:
     tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
     sequences = {s: read_dataset("got10k", s) for s in args.sets}
     boxes = {s: track_all(tracker, seqs) for s, seqs in sequences.items()}
-    result = {s: pooled_ao(boxes[s], seqs) for s, seqs in sequences.items()}
+    per_set = {s: scored(boxes[s], seqs) for s, seqs in sequences.items()}
+    result = {s: r.ao for s, r in per_set.items()}
     for pool in args.pool:
         pooled = {k: v for s in pool for k, v in boxes[s].items()}
         name = "pooled" if len(args.pool) == 1 else "pooled " + " + ".join(pool)
@@ -57,6 +59,8 @@ def main() -> None:
     print(f"settings: {cfg.tracking}")
     if args.out:
         result["checkpoint"], result["tracking"] = args.checkpoint, str(cfg.tracking)
+        # each set's sequences (AO, frames): for benchmarks/compare_ao.py
+        result["per_sequence"] = {s: r.per_sequence for s, r in per_set.items()}
         atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
 
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from siamtfa.config import TrackingConfig
 from siamtfa.data.datasets import Sequence
 from siamtfa.data.sampling import frame_size
-from siamtfa.evaluation.metrics import got10k_metrics
+from siamtfa.evaluation.metrics import GOT10kResult, got10k_metrics
 from siamtfa.tracking.selection import next_box
 from siamtfa.tracking.tracker import Tracker
 
@@ -97,14 +97,19 @@ def track_all(
     }
 
 
-def pooled_ao(boxes: dict[str, np.ndarray], sequences: list[Sequence]) -> float:
-    """GOT-10k AO of ``boxes`` (by sequence name) over ``sequences``, frames pooled."""
+def scored(boxes: dict[str, np.ndarray], sequences: list[Sequence]) -> GOT10kResult:
+    """GOT-10k metrics of ``boxes`` (by sequence name) over ``sequences``."""
     return got10k_metrics(
         {s.name: boxes[s.name] for s in sequences},
         {s.name: s.boxes for s in sequences},
         {s.name: cover_of(s) for s in sequences},
         {s.name: frame_size(s) for s in sequences},
-    ).ao
+    )
+
+
+def pooled_ao(boxes: dict[str, np.ndarray], sequences: list[Sequence]) -> float:
+    """GOT-10k AO of ``boxes`` (by sequence name) over ``sequences``, frames pooled."""
+    return scored(boxes, sequences).ao
 
 
 def tracking_ao(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -> float:
