@@ -36,12 +36,12 @@ def main() -> None:
     common = [s for s in a if s in b]
     if not common:
         parser.error("the two files share no set")
+    if missing := [s for pool in args.pool for s in pool if s not in common]:
+        parser.error(f"--pool: not in both files: {' '.join(missing)}")
     rows = [(s, [s]) for s in common] + [(" + ".join(p), p) for p in args.pool]
     print(f"A = {args.a}\nB = {args.b}\n")
     print(f"{'A − B':>7}  {'95 % interval':>17}  {'sequences':>9}  set")
     for name, sets in rows:
-        if missing := [s for s in sets if s not in common]:
-            parser.error(f"--pool: not in both files: {' '.join(missing)}")
         seqs_a = {f"{s}/{q}": v for s in sets for q, v in a[s].items()}
         seqs_b = {f"{s}/{q}": v for s in sets for q, v in b[s].items()}
         diff, low, high = ao_difference(seqs_a, seqs_b)

@@ -58,3 +58,14 @@ def test_an_old_file_without_sequences_is_named(tmp_path) -> None:
     old.write_text(json.dumps({"runs/x": 0.5}))
     with pytest.raises(ValueError, match=r"old\.json"):
         compare_ao.per_sequence(str(old))
+
+
+def test_a_pool_naming_a_set_missing_from_a_file_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    a = _write(tmp_path / "a.json", {"s1": {"x": {"ao": 0.8, "frames": 10}}})
+    b = _write(tmp_path / "b.json", {"s1": {"x": {"ao": 0.7, "frames": 10}}, "s2": {}})
+    monkeypatch.setattr(sys, "argv", ["compare_ao", a, b, "--pool", "s1", "s2"])
+    with pytest.raises(SystemExit):
+        compare_ao.main()
+    captured = capsys.readouterr()
+    assert "not in both files: s2" in captured.err
+    assert "A − B" not in captured.out  # refused before any row is printed
