@@ -53,9 +53,9 @@ Back here, reassemble and check the weights, then tune and evaluate on CPU::
 ``docs/results/real_motion_validation.md``, whose last section is the rule in force: add
 ``synthetic=runs/traj/syn_5007`` (and 5008, 5009) to the tuning sets; the candidate ships only
 if, by ``benchmarks/tracked_ao.py`` and ``benchmarks/compare_ao.py``, its tracked AO minus the
-default's on the 36 fresh real-motion sequences of seeds 5010-5012 has a 95 % interval above
-zero and on the 36 old sequences it is >= the default's - 0.02 (default: 0.660); decide before
-running ``accuracy.py``)
+default's on fresh real-motion sequences no candidate has been tracked on (seeds after those
+the study's last round used) has a 95 % interval above zero and on the 36 old sequences it is
+>= the default's - 0.02 (default: 0.660); decide before running ``accuracy.py``)
 """
 
 from __future__ import annotations
