@@ -1,4 +1,5 @@
-"""How far bf16 autocast (+ channels_last), or torch.compile, moves the tracker's boxes.
+"""How far bf16 autocast (+ channels_last), channels_last alone, or torch.compile moves the
+tracker's boxes.
 
 Tracking is chaotic: a box a pixel off moves the next frame's search region and motion prior,
 and a few frames later the two runs may follow different objects, so the AO of two whole runs
@@ -12,6 +13,7 @@ analogue of AO) and its difference, and the IoU between the two answers.
     python benchmarks/bf16_agreement.py --root runs/accuracy/data/synthetic_9000
     python benchmarks/bf16_agreement.py --dataset folder --root ../shared/data/real/test
     python benchmarks/bf16_agreement.py --root ... --reference bf16 --candidate bf16-compiled
+    python benchmarks/bf16_agreement.py --root ... --candidate fp32-cl
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from siamtfa.data.datasets import Sequence, read_dataset
 from siamtfa.evaluation.metrics import rect_iou
 from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT, Tracker
 
-# the settings compared: Tracker options
+# the settings compared: Tracker options ("fp32" is the plain NCHW reference; the tracker's
+# default on CPUs is "fp32-cl")
 SETTINGS = {
-    "fp32": {},
+    "fp32": {"channels_last": False},
+    "fp32-cl": {"channels_last": True},
     "bf16": {"precision": "bf16", "channels_last": True},
     "bf16-compiled": {"precision": "bf16", "channels_last": True, "compile": True},
 }

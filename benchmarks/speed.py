@@ -93,7 +93,7 @@ def worker(name: str, frames: int, checkpoint: str | None, passes: int) -> None:
             inp,
             clip_len=3,
             precision="bf16" if fast else "fp32",
-            channels_last=fast,
+            channels_last=True if fast else None,  # None: the default (NHWC on CPUs)
             tracking=cfg.tracking if tuned else None,
             compile=compiled,
         )

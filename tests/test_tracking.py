@@ -92,6 +92,59 @@ def test_compiled_search_gives_the_eager_boxes(mode: str) -> None:
     assert calls == ([1, 1, 1, 1] if mode == "online" else [2, 2])  # every frame went through it
 
 
+def test_channels_last_is_the_cpu_default_and_gives_the_nchw_boxes() -> None:
+    model = small_model().eval().double()  # float64: only the order of additions may differ
+    video = frames(5)
+    nhwc = Tracker(model, "online", "cpu", SIZE)
+    assert nhwc.model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    boxes, _ = nhwc.track(video, BOX)
+    nchw = Tracker(model, "online", "cpu", SIZE, channels_last=False)
+    assert nchw.model.backbone.conv1.weight.is_contiguous()
+    expected, _ = nchw.track(video, BOX)
+    np.testing.assert_allclose(boxes, expected, atol=1e-6)
+
+
+def test_bf16_tracker_gives_the_boxes_of_autocast_and_leaves_the_model_float32() -> None:
+    # the tracker casts the convolution and linear weights to bf16 once; autocast on float32
+    # weights casts them on every call, to the same values: the boxes must not move
+    model = small_model().eval()
+    video = frames(7)
+    tracker = Tracker(model, "clip", "cpu", SIZE, clip_len=3, precision="bf16")
+    boxes, _ = tracker.track(video, BOX)
+    assert tracker.model.backbone.conv1.weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the caller's, untouched
+    x, y, w, h = BOX
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        template = model.template_features(
+            tracker._prepare(video[0])[0], torch.tensor([[x, y, x + w, y + h]])
+        )
+        for clip in ([1, 2, 3], [4, 5, 6]):
+            images = torch.cat([tracker._prepare(video[i])[0] for i in clip])
+            dets = model.forward_search(template, images, len(clip))
+            expected = xyxy_to_xywh(torch.stack([d["box"] for d in dets])).float().numpy()
+            np.testing.assert_allclose(boxes[clip], expected, atol=1e-4)
+
+
+def test_compiled_search_keeps_the_eager_shift_past() -> None:
+    # online mode: each call leaves the layer4 blocks' past channels in the stream for the
+    # next frame; compiled, they must be the eager ones (with inductor's freezing, a frozen-BN
+    # model's second block got values that are none of its activations)
+    model = small_model().eval()
+    assert model.cfg.backbone.norm == "frozen_bn"
+    video = frames(3)
+    tracker = Tracker(model, "online", "cpu", SIZE, channels_last=False)
+    tracker.init(video[0], BOX)
+    x = tracker._prepare(video[1])[0]
+    graph = Tracker(model, "online", "cpu", SIZE, channels_last=False, compile=True).search_maps
+    eager, past = dict(tracker.stream), dict(tracker.stream)
+    with torch.inference_mode():
+        model.search_maps(tracker.template, x, 1, eager)
+        graph(tracker.template, x, 1, past)
+    assert len(eager) == 2  # the two blocks of layer4
+    for block in eager:
+        torch.testing.assert_close(past[block], eager[block], atol=1e-4, rtol=1e-4)
+
+
 def test_any_size_grayscale_and_partly_outside_box() -> None:
     tracker = Tracker(small_model().eval(), "online", "cpu", SIZE)
     gray = np.random.default_rng(0).integers(0, 255, (77, 150), dtype=np.uint8)

@@ -84,7 +84,7 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
         "causal": mode == "online",
         "device": str(tracker.device),
         "precision": precision,
-        "channels_last": channels_last,
+        "channels_last": tracker.channels_last,
         "compile": compiled,
         "selection": vars(tracker.tracking),  # all defaults: the paper's top-scoring RoI
     }
@@ -430,7 +430,11 @@ def _tracker_options(p: argparse.ArgumentParser) -> None:
         choices=["fp32", "bf16"],
         help="bf16: autocast convolutions and FCs (faster on recent CPUs and GPUs)",
     )
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="NHWC memory format (default: on CPUs, off on GPUs)",
+    )
     p.add_argument(
         "--compile",
         action="store_true",

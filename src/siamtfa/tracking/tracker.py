@@ -19,13 +19,14 @@ target reaches the sizes it was trained on (``search_region``). Boxes are ``[x, 
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from siamtfa import config as config_mod
 from siamtfa.config import Config, InputConfig, TrackingConfig
@@ -100,19 +101,21 @@ def compiled(fn: Callable) -> Callable:
     """``fn`` under ``torch.compile``, built on its first call for each input size (static
     shapes: a tracker sees few sizes, one per aspect ratio of its frames).
 
-    Compiled with inductor's "freezing": the weights become constants of the graph, which lets
-    it pre-pack them for oneDNN, so the model must not change while the result is in use. Set
-    as a patch around each call, not globally, so that other compiled code in the process is
-    unaffected."""
-    import torch._inductor.config as inductor_config
+    Without inductor's "freezing" (weights as constants, pre-packed for oneDNN): in torch 2.13
+    it returned a wrong past for the online temporal shift of a FrozenBatchNorm model
+    (``test_compiled_search_keeps_the_eager_shift_past``), and on 2 CPU cores it did not pay."""
+    return torch.compile(fn, dynamic=False)
 
-    graph = torch.compile(fn, dynamic=False)
 
-    def run(*args, **kwargs):
-        with inductor_config.patch(freezing=True):
-            return graph(*args, **kwargs)
-
-    return run
+def bf16_weights(model: SiamTFA) -> SiamTFA:
+    """A copy of ``model`` with its convolution and linear weights stored in bfloat16: the
+    values bf16 autocast casts them to on every call (the same rounding, so the same
+    results), cast once. The norms keep their float32 parameters, as autocast uses them."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.to(torch.bfloat16)
+    return model
 
 
 def _check_box(box, width: int, height: int) -> tuple[np.ndarray, list[float]]:
@@ -148,7 +151,7 @@ class Tracker:
         clip_len: int | None = None,
         name: str | None = None,
         precision: str = "fp32",
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         tracking: TrackingConfig | None = None,
         compile: bool = False,
     ) -> None:
@@ -163,10 +166,17 @@ class Tracker:
             clip_len = clip_len or cfg.train.clip_len
             tracking = tracking or cfg.tracking
         self.model = model.to(self.device).eval()
+        self.dtype = next(self.model.parameters()).dtype  # of the prepared frames
         self.bf16 = precision == "bf16"  # autocast: convolutions and FCs in bfloat16
+        if self.bf16:  # a copy: the caller's model keeps its float32 weights
+            self.model = bf16_weights(self.model)
+        # NHWC by default on CPUs, where oneDNN's convolutions are faster in it (fp32 lite: ~8 %;
+        # the same answers to 1e-4 mean IoU, bf16_agreement.py); GPUs keep NCHW unless asked
+        if channels_last is None:
+            channels_last = self.device.type == "cpu"
+        self.channels_last = channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.model.to(memory_format=self.memory_format)
         # the search branch's dense part, compiled on request (passed to forward_search)
         self.search_maps = compiled(self.model.search_maps) if compile else None
         self.input_cfg = input_cfg or InputConfig()
@@ -202,8 +212,7 @@ class Tracker:
         if region is None:
             region = T.Region(T.fit_scale(w, h, self.input_cfg), 0.0, 0.0)
         t = T.prepare_region(rgb, region, self.input_cfg)
-        dtype = next(self.model.parameters()).dtype
-        t = t[None].to(self.device, dtype).contiguous(memory_format=self.memory_format)
+        t = t[None].to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         return t, region, (w, h)
 
     def _autocast(self) -> torch.autocast:
