@@ -1,7 +1,8 @@
-"""Tracking speed on 640x480 video: siamtfa lite / paper in online and clip modes (fp32, and
-bf16 autocast + channels_last), CSRT and KCF; the temporal-shift overhead; peak memory; and
-what clip mode could gain on this device at most: the network alone at batch 3 against batch 1,
-and (CPU) a clip's frames spread one per core, from the 1-thread rate.
+"""Tracking speed on 640x480 video: siamtfa lite / paper in online and clip modes (fp32 as the
+tracker runs by default, and bf16 autocast + channels_last), CSRT and KCF; the temporal-shift
+overhead; peak memory; what clip mode could gain on this device at most: the network alone at
+batch 3 against batch 1, and (CPU) a clip's frames spread one per core, from the 1-thread rate;
+and the device's ceiling: the network's FLOPs per frame against a large matrix product's rate.
 
 Each configuration runs in a fresh process (peak memory is its own). Frames are generated in
 memory (decoding excluded); FPS counts the frames after ``init``, in the fastest of
@@ -102,7 +103,10 @@ def worker(name: str, frames: int, checkpoint: str | None, passes: int) -> None:
     for _ in range(passes):
         _, times = tracker.track(seq.frames, seq.boxes[0])
         fps.append((len(times) - 1) / times[1:].sum())
-    print(json.dumps({"fps": max(fps), "peak_mb": _peak_mb(), "frames": frames}))
+    result = {"fps": max(fps), "peak_mb": _peak_mb(), "frames": frames}
+    if kind not in ("csrt", "kcf"):
+        result["input"] = [tracker.input_cfg.max_size, tracker.input_cfg.min_size]
+    print(json.dumps(result))
 
 
 def _peak_mb() -> float:
@@ -139,6 +143,50 @@ def network_speed(
             _sync()
             fps.append(len(batches) * batch / (time.perf_counter() - start))
     return fps
+
+
+def ceiling(checkpoint: str | None) -> dict[str, float]:
+    """What this device allows: the lite network's GFLOP per 640x480 frame at the fast rows'
+    input (torch's FlopCounterMode: convolutions and matrix products, 2 per multiply-add; RoIs as
+    NMS leaves them on a rendered frame) and the GFLOP/s of a large matrix product in fp32 and
+    bf16, the rate that convolutions and FCs approach at best."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from siamtfa import build_model
+    from siamtfa.config import InputConfig, preset
+    from siamtfa.data import transforms as T
+    from siamtfa.data.synthetic import render_sequence
+    from siamtfa.tracking import load_model
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if checkpoint:
+        model = load_model(checkpoint, device)[0]
+    else:
+        torch.manual_seed(0)
+        model = build_model(preset("lite")).to(device).eval()
+    seq = render_sequence(4242, 0, 2, size=(640, 480))
+    inp = InputConfig(max_size=S320[0], min_size=S320[1])
+    region = T.Region(T.fit_scale(640, 480, inp), 0.0, 0.0)
+    images = torch.stack([T.prepare_region(f, region, inp) for f in seq.frames]).to(device)
+    x, y, w, h = (seq.boxes[0] * region.scale).tolist()
+    box = torch.tensor([[x, y, x + w, y + h]], device=device)
+    with torch.inference_mode():
+        template = model.template_features(images[:1], box)
+        with FlopCounterMode(display=False) as counter:
+            model.forward_search(template, images[1:], 1)
+    n = 8192 if device == "cuda" else 2048
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        best = float("inf")
+        for _ in range(12):  # the first few warm up; the fastest counts
+            _sync()
+            start = time.perf_counter()
+            a @ b
+            _sync()
+            best = min(best, time.perf_counter() - start)
+        rates[str(dtype).split(".")[1]] = 2 * n**3 / best / 1e9
+    return {"gflop": counter.get_total_flops() / 1e9, "size": n, **rates}
 
 
 def _sync() -> None:
@@ -192,6 +240,19 @@ def main() -> None:
     if one in results and three in results:
         ratio = results[three]["fps"] / results[one]["fps"]
         print(f"network alone, batch 3 / batch 1 throughput (the most clips can gain): {ratio:.2f}")
+    c = ceiling(args.checkpoint)
+    fp32_max, bf16_max = c["float32"] / c["gflop"], c["bfloat16"] / c["gflop"]
+    print(
+        f"ceiling: the lite network takes {c['gflop']:.1f} GFLOP a frame; a {c['size']:.0f}^3 "
+        f"matrix product runs at {c['float32']:.0f} GFLOP/s in fp32, {c['bfloat16']:.0f} in "
+        f"bf16: at most {fp32_max:.1f} / {bf16_max:.1f} frames/s"
+    )
+    for name in ("lite online 320 bf16+cl", "lite clip 320 bf16+cl"):
+        if name in results:
+            print(f"  {name}: {results[name]['fps'] / bf16_max:.0%} of the bf16 ceiling")
+    fp32 = results.get("lite online fp32")
+    if fp32 and fp32.get("input") == list(S320):  # the checkpoint's own input, if it is 320
+        print(f"  lite online fp32: {fp32['fps'] / fp32_max:.0%} of the fp32 ceiling")
     single = "lite online 320 bf16+cl, 1 thread"
     if single in results and on in results and not torch.cuda.is_available():
         cores = torch.get_num_threads()
