@@ -152,6 +152,19 @@ def test_periodic_validation_keeps_the_best(tmp_path: Path, data: list[str]) -> 
     assert boxes.shape == (3, 4)
 
 
+def test_validation_leaves_the_model_in_training_in_its_memory_layout(data: list[str]) -> None:
+    from siamtfa.data.datasets import read_dataset
+    from siamtfa.training.engine import validate
+
+    cfg = tiny_config(1)
+    model = build_model(cfg.model)
+    sequences = read_dataset("got10k", data[0].split("=", 1)[1])[:1]
+    ao = validate(model, cfg, sequences, torch.device("cpu"))
+    assert 0.0 <= ao <= 1.0
+    assert model.backbone.conv1.weight.is_contiguous()  # not turned channels_last
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
 def test_truncated_checkpoint_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
