@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from siamtfa.config import InputConfig
     from siamtfa.data.synthetic import SyntheticSequence
 
@@ -115,21 +117,27 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def whole_frames(seq: SyntheticSequence, inp: InputConfig, device: str) -> tuple[Tensor, Tensor]:
+    """``seq``'s whole frames prepared as the network's input ``[N, 3, H, W]``, and its first
+    box as ``[[x1, y1, x2, y2]]`` in input pixels."""
+    from siamtfa.data import transforms as T
+
+    h, w = seq.frames[0].shape[:2]
+    region = T.Region(T.fit_scale(w, h, inp), 0.0, 0.0)
+    images = torch.stack([T.prepare_region(f, region, inp) for f in seq.frames]).to(device)
+    x, y, bw, bh = (seq.boxes[0] * region.scale).tolist()
+    return images, torch.tensor([[x, y, x + bw, y + bh]], device=device)
+
+
 def network_speed(
     model: torch.nn.Module, seq: SyntheticSequence, inp: InputConfig, batch: int, passes: int
 ) -> list[float]:
     """Frames/s of ``forward_search`` alone (bf16 autocast, channels_last) on ``seq``'s frames,
     prepared beforehand in batches of ``batch``: no decoding, resizing or box selection."""
-    from siamtfa.data import transforms as T
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device).eval().to(memory_format=torch.channels_last)
-    h, w = seq.frames[0].shape[:2]
-    region = T.Region(T.fit_scale(w, h, inp), 0.0, 0.0)
-    images = torch.stack([T.prepare_region(f, region, inp) for f in seq.frames])
-    images = images.to(device, memory_format=torch.channels_last)
-    x, y, bw, bh = (seq.boxes[0] * region.scale).tolist()
-    box = torch.tensor([[x, y, x + bw, y + bh]], device=device)
+    images, box = whole_frames(seq, inp, device)
+    images = images.contiguous(memory_format=torch.channels_last)
     batches = [images[i : i + batch] for i in range(1, len(images) - batch + 1, batch)]
     fps = []
     with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16):
@@ -154,7 +162,6 @@ def ceiling(checkpoint: str | None) -> dict[str, float]:
 
     from siamtfa import build_model
     from siamtfa.config import InputConfig, preset
-    from siamtfa.data import transforms as T
     from siamtfa.data.synthetic import render_sequence
     from siamtfa.tracking import load_model
 
@@ -165,11 +172,7 @@ def ceiling(checkpoint: str | None) -> dict[str, float]:
         torch.manual_seed(0)
         model = build_model(preset("lite")).to(device).eval()
     seq = render_sequence(4242, 0, 2, size=(640, 480))
-    inp = InputConfig(max_size=S320[0], min_size=S320[1])
-    region = T.Region(T.fit_scale(640, 480, inp), 0.0, 0.0)
-    images = torch.stack([T.prepare_region(f, region, inp) for f in seq.frames]).to(device)
-    x, y, w, h = (seq.boxes[0] * region.scale).tolist()
-    box = torch.tensor([[x, y, x + w, y + h]], device=device)
+    images, box = whole_frames(seq, InputConfig(max_size=S320[0], min_size=S320[1]), device)
     with torch.inference_mode():
         template = model.template_features(images[:1], box)
         with FlopCounterMode(display=False) as counter:
