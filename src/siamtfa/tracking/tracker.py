@@ -107,14 +107,17 @@ def compiled(fn: Callable) -> Callable:
     return torch.compile(fn, dynamic=False)
 
 
-def bf16_weights(model: SiamTFA) -> SiamTFA:
-    """A copy of ``model`` with its convolution and linear weights stored in bfloat16: the
-    values bf16 autocast casts them to on every call (the same rounding, so the same
-    results), cast once. The norms keep their float32 parameters, as autocast uses them."""
-    model = copy.deepcopy(model)
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            module.to(torch.bfloat16)
+def for_inference(model: SiamTFA, bf16: bool, channels_last: bool) -> SiamTFA:
+    """``model``, converted in place: to channels_last memory, and with its convolution and
+    linear weights stored in bfloat16 — the values bf16 autocast casts them to on every call
+    (the same rounding, so the same results), cast once. The norms keep their float32
+    parameters, as autocast uses them."""
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if bf16:
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                module.to(torch.bfloat16)
     return model
 
 
@@ -160,7 +163,8 @@ class Tracker:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if isinstance(model, (str, Path)):
+        loaded = isinstance(model, (str, Path))
+        if loaded:
             model, cfg = load_model(model, self.device)
             input_cfg = input_cfg or cfg.input
             clip_len = clip_len or cfg.train.clip_len
@@ -168,15 +172,15 @@ class Tracker:
         self.model = model.to(self.device).eval()
         self.dtype = next(self.model.parameters()).dtype  # of the prepared frames
         self.bf16 = precision == "bf16"  # autocast: convolutions and FCs in bfloat16
-        if self.bf16:  # a copy: the caller's model keeps its float32 weights
-            self.model = bf16_weights(self.model)
         # NHWC by default on CPUs, where oneDNN's convolutions are faster in it (fp32 lite: ~8 %;
         # the same answers to 1e-4 mean IoU, bf16_agreement.py); GPUs keep NCHW unless asked
         if channels_last is None:
             channels_last = self.device.type == "cpu"
         self.channels_last = channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        if self.bf16 or channels_last:  # on a copy: a caller's model (one in training, say)
+            own = self.model if loaded else copy.deepcopy(self.model)  # keeps dtype and layout
+            self.model = for_inference(own, self.bf16, channels_last)
         # the search branch's dense part, compiled on request (passed to forward_search)
         self.search_maps = compiled(self.model.search_maps) if compile else None
         self.input_cfg = input_cfg or InputConfig()

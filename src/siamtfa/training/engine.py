@@ -132,8 +132,7 @@ def validate(model: nn.Module, cfg: Config, sequences: list, device: torch.devic
     from siamtfa.tracking import Tracker
     from siamtfa.tracking.tuning import cover_of
 
-    # NCHW: the tracker's CPU default (NHWC) would convert the model being trained in place
-    tracker = Tracker(model, "online", device, cfg.input, channels_last=False)
+    tracker = Tracker(model, "online", device, cfg.input)
     preds, gts, covers, res = {}, {}, {}, {}
     for seq in sequences:
         preds[seq.name] = tracker.track(seq.frames, seq.boxes[0])[0]
