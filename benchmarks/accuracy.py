@@ -1,6 +1,6 @@
-"""Accuracy of siamtfa (online and clip), CSRT and KCF on (a) a held-out synthetic benchmark
-(seed 9000: never used for training; textured from the real *train* sequences like the training
-data) and (b) every real test sequence in ../shared/data.
+"""Accuracy of siamtfa (online and clip), NanoTrack v2, CSRT and KCF on (a) a held-out
+synthetic benchmark (seed 9000: never used for training; textured from the real *train*
+sequences like the training data) and (b) every real test sequence in ../shared/data.
 
 One ``siamtfa eval`` run per tracker and benchmark (results resume if interrupted); prints one
 table (AO, SR0.5, SR0.75, AUC, precision@20, FPS), each siamtfa row's AO difference to CSRT
@@ -20,7 +20,8 @@ from siamtfa.cli import main as siamtfa
 from siamtfa.evaluation import ao_difference
 
 HELD_OUT_SEED = 9000  # training data uses other seeds (e.g. 1000)
-SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_REAL = SHARED / "data" / "real"
 
 
 def main() -> None:
@@ -42,8 +43,20 @@ def main() -> None:
     parser.add_argument(
         "--trackers",
         nargs="+",
-        default=["siamtfa-online", "siamtfa-online-paper-rule", "siamtfa-clip", "csrt", "kcf"],
+        default=[
+            "siamtfa-online",
+            "siamtfa-online-paper-rule",
+            "siamtfa-clip",
+            "nanotrack",
+            "csrt",
+            "kcf",
+        ],
         help="siamtfa-online-paper-rule: the top-scoring RoI, without the tuned motion prior",
+    )
+    parser.add_argument(
+        "--nanotrack-dir",
+        default=str(SHARED / "models" / "nanotrack"),
+        help="NanoTrack's ONNX files (default: %(default)s)",
     )
     args = parser.parse_args()
     out = Path(args.out)
@@ -81,6 +94,8 @@ def main() -> None:
                 "--out",
                 str(out / bench),
             ]
+            if tracker == "nanotrack":
+                cmd += ["--model-dir", args.nanotrack_dir]
             if tracker == "siamtfa":
                 cmd += ["--mode", mode] + (["--paper-rule"] if rule == "paper-rule" else [])
                 cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []

@@ -137,8 +137,8 @@ def split(path: Path, out: Path, part_bytes: int = PART_BYTES) -> dict:
 def join(folder: Path, out: Path) -> Path:
     """Reassemble the file described by the one ``*.manifest.json`` in ``folder`` into
     ``out``, refusing a missing or corrupt part by name; the result must load as a checkpoint."""
+    from siamtfa.checkpoint import load_checkpoint
     from siamtfa.data.io import atomic_write_bytes
-    from siamtfa.training.checkpoint import load_checkpoint
 
     manifests = sorted(folder.glob("*.manifest.json"))
     if len(manifests) != 1:

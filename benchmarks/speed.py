@@ -1,8 +1,9 @@
 """Tracking speed on 640x480 video: siamtfa lite / paper in online and clip modes (fp32 as the
-tracker runs by default, and bf16 autocast + channels_last), CSRT and KCF; the temporal-shift
-overhead; peak memory; what clip mode could gain on this device at most: the network alone at
-batch 3 against batch 1, and (CPU) a clip's frames spread one per core, from the 1-thread rate;
-and the device's ceiling: the network's FLOPs per frame against a large matrix product's rate.
+tracker runs by default, and bf16 autocast + channels_last), NanoTrack v2, CSRT and KCF; the
+temporal-shift overhead; peak memory; what clip mode could gain on this device at most: the
+network alone at batch 3 against batch 1, and (CPU) a clip's frames spread one per core, from
+the 1-thread rate; and the device's ceiling: the network's FLOPs per frame against a large
+matrix product's rate.
 
 Each configuration runs in a fresh process (peak memory is its own). Frames are generated in
 memory (decoding excluded); FPS counts the frames after ``init``, in the fastest of
@@ -20,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from siamtfa.data.synthetic import SyntheticSequence
 
 S320 = (320, 240)  # the input box of the fast rows
+NANOTRACK = Path(__file__).resolve().parents[2] / "shared" / "models" / "nanotrack"
 
 # name: (preset, mode, input (max, min) or None for the preset's, fast, temporal, tuned,
 # compiled): the network alone runs the paper's tracking rule; "tuned" adds the --checkpoint's
@@ -52,12 +55,15 @@ CONFIGS = {
     "paper online fp32": ("paper", "online", None, False, True, False, False),
     "paper online bf16+cl": ("paper", "online", None, True, True, False, False),
     "paper clip bf16+cl": ("paper", "clip", None, True, True, False, False),
+    "nanotrack v2": ("nanotrack", "", None, False, False, False, False),
     "csrt": ("csrt", "", None, False, False, False, False),
     "kcf": ("kcf", "", None, False, False, False, False),
 }
 
 
-def worker(name: str, frames: int, checkpoint: str | None, passes: int) -> None:
+def worker(
+    name: str, frames: int, checkpoint: str | None, passes: int, nanotrack: str | None
+) -> None:
     from siamtfa import build_model
     from siamtfa.config import InputConfig, preset
     from siamtfa.data.synthetic import render_sequence
@@ -71,6 +77,8 @@ def worker(name: str, frames: int, checkpoint: str | None, passes: int) -> None:
     seq = render_sequence(4242, 0, frames + 1, size=(640, 480))
     if kind in ("csrt", "kcf"):
         tracker = OpenCVTracker(kind)
+    elif kind == "nanotrack":
+        tracker = OpenCVTracker(kind, nanotrack)
     else:
         if checkpoint and kind == "lite":
             model, cfg = load_model(checkpoint)
@@ -106,7 +114,7 @@ def worker(name: str, frames: int, checkpoint: str | None, passes: int) -> None:
         _, times = tracker.track(seq.frames, seq.boxes[0])
         fps.append((len(times) - 1) / times[1:].sum())
     result = {"fps": max(fps), "peak_mb": _peak_mb(), "frames": frames}
-    if kind not in ("csrt", "kcf"):
+    if isinstance(tracker, Tracker):
         result["input"] = [tracker.input_cfg.max_size, tracker.input_cfg.min_size]
     print(json.dumps(result))
 
@@ -202,11 +210,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--passes", type=int, default=3, help="timed passes; the fastest counts")
     parser.add_argument("--checkpoint", help="trained lite checkpoint (default: random weights)")
+    parser.add_argument(
+        "--nanotrack-dir",
+        default=str(NANOTRACK),
+        help="NanoTrack's ONNX files (default: %(default)s)",
+    )
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS))
     parser.add_argument("--worker")
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.frames, args.checkpoint, args.passes)
+        worker(args.worker, args.frames, args.checkpoint, args.passes, args.nanotrack_dir)
         return
     device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"{device}; 640x480 frames, FPS over the frames after init (decode excluded)")
@@ -214,7 +227,7 @@ def main() -> None:
     results = {}
     for name in args.only or CONFIGS:
         cmd = [sys.executable, __file__, "--worker", name, "--frames", str(args.frames)]
-        cmd += ["--passes", str(args.passes)]
+        cmd += ["--passes", str(args.passes), "--nanotrack-dir", args.nanotrack_dir]
         cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import siamtfa.tracking.tracker as tracker_mod
+from siamtfa.checkpoint import load_checkpoint
 from siamtfa.data.synthetic import SyntheticSequence, render_sequence
 from siamtfa.ops import box_iou, xywh_to_xyxy
 from siamtfa.tracking import Tracker
 from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT, default_tracker_source
-from siamtfa.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(
     not DEFAULT_CHECKPOINT.is_file(), reason="no default checkpoint in this checkout"

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from siamtfa.checkpoint import save_checkpoint
 from siamtfa.data.datasets import read_folder
-from siamtfa.training.checkpoint import save_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "device_session.py"
 spec = importlib.util.spec_from_file_location("device_session", SCRIPT)

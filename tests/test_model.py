@@ -65,7 +65,9 @@ def test_adversarial_mask_budget_and_strength(mode: str) -> None:
         ref = head(drop.apply(x, mask))
         adv = drop.adversarial_mask(x, mask, head, ref)
         flips = (adv != mask).sum(1)
-        assert int(flips.max()) <= math.floor(0.05 * mask.shape[1])
+        # the whole budget is spent: with L >= 256 entries far more than floor(0.05 L) flips
+        # raise the divergence to first order (a mask left as it was would "win" every draw)
+        assert (flips == math.floor(0.05 * mask.shape[1])).all(), flips
         assert set(adv.unique().tolist()) <= {0.0, 1.0}
         rnd = mask.clone()  # the same number of flips, at random places
         for r in range(len(mask)):
@@ -74,7 +76,7 @@ def test_adversarial_mask_budget_and_strength(mode: str) -> None:
         with torch.no_grad():
             d_adv = kl_from_logits(ref, head(drop.apply(x, adv)))
             d_rnd = kl_from_logits(ref, head(drop.apply(x, rnd)))
-        wins += bool(d_adv >= d_rnd)
+        wins += bool(d_adv > d_rnd)
         draws += 1
     assert wins / draws >= 0.95
 

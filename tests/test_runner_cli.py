@@ -10,7 +10,7 @@ import pytest
 
 from siamtfa.cli import main
 from siamtfa.config import InputConfig
-from siamtfa.data.datasets import DatasetError, read_got10k
+from siamtfa.data.datasets import DatasetError, read_frame, read_got10k
 from siamtfa.data.synthetic import make_synthetic, render_sequence
 from siamtfa.evaluation.runner import report, result_paths, run_benchmark, shard_sequences
 from siamtfa.tracking import Tracker
@@ -142,13 +142,16 @@ def test_track_command(tmp_path: Path, kind: str) -> None:
     np.testing.assert_allclose(result[0], seq.boxes[0], atol=0.01)
 
 
-def test_track_needs_a_box(tmp_path: Path) -> None:
+def test_track_needs_a_box(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     folder = tmp_path / "f"
     folder.mkdir()
     from PIL import Image
 
-    Image.new("RGB", (64, 48)).save(folder / "1.png")
+    for i in range(2):
+        Image.new("RGB", (64, 48)).save(folder / f"{i}.png")
     assert main(["track", str(folder)]) == 2
+    assert "give the target with --box x,y,w,h or --select" in capsys.readouterr().err
+    assert main(["track", str(folder), "--box", "10,10,20,20"]) == 0  # the same, with a box
 
 
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -165,3 +168,49 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     video.release()
     assert (tmp_path / "results" / "success.png").is_file()
     assert (tmp_path / "results" / "report.json").is_file()
+
+
+NANOTRACK = Path(__file__).resolve().parents[2] / "shared" / "models" / "nanotrack"
+
+
+def test_nanotrack_names_the_missing_model_file(
+    tmp_path: Path, val_set: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["eval", "--tracker", "nanotrack", "--dataset", "got10k", "--root", str(val_set)]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    assert "nanotrack needs --model-dir" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "r"), "--model-dir", str(tmp_path)]) == 2
+    assert f"NanoTrack v2 model not found: {tmp_path}/nanotrack_backbone_sim_v2" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.skipif(not NANOTRACK.is_dir(), reason="NanoTrack's ONNX files are not here")
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_nanotrack_eval_gives_opencvs_own_boxes(tmp_path: Path, version: str) -> None:
+    import cv2
+
+    root = tmp_path / "seqs"
+    make_synthetic(root, 2, 8, seed=4, size=(320, 240), progress=False)
+    out = tmp_path / "r"
+    args = ["eval", "--tracker", "nanotrack", "--dataset", "got10k", "--root", str(root)]
+    args += ["--out", str(out), "--model-dir", str(NANOTRACK), "--nanotrack-version", version]
+    assert main(args) == 0
+    name = "nanotrack" if version == "v2" else "nanotrack-v1"
+    report = json.loads((out / "report.json").read_text())[name]
+    assert report["info"]["models"][0].startswith("nanotrack_backbone_sim")
+    backbone, head = (
+        ("nanotrack_backbone_sim.onnx", "nanotrack_head_sim.onnx")
+        if version == "v1"
+        else ("nanotrack_backbone_sim_v2.onnx", "nanotrack_head_sim_v2.onnx")
+    )
+    for seq in read_got10k(root):  # OpenCV called directly, on BGR frames, ints in and out
+        params = cv2.TrackerNano_Params()
+        params.backbone, params.neckhead = str(NANOTRACK / backbone), str(NANOTRACK / head)
+        nano = cv2.TrackerNano_create(params)
+        frames = [np.ascontiguousarray(read_frame(f)[..., ::-1]) for f in seq.frames]
+        nano.init(frames[0], tuple(round(v) for v in seq.boxes[0]))
+        expected = [seq.boxes[0]] + [np.array(nano.update(f)[1], float) for f in frames[1:]]
+        ours = np.loadtxt(result_paths(out, name, seq.name, "got10k")[0], delimiter=",")
+        np.testing.assert_allclose(ours, np.array(expected), atol=1e-3)
+    assert report["overall"]["ao"] > 0.3  # it follows the targets

@@ -68,7 +68,7 @@ def test_parallel_workers_write_the_same_files(tmp_path: Path) -> None:
     make_synthetic(tmp_path / "two", 3, 4, seed=6, size=(96, 64), progress=False, workers=2)
     one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.*"))
     two = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.*"))
-    assert one == two and len(one) == 3 * (4 + 5) + 1
+    assert one == two and len(one) == 3 * (4 + 5) + 2  # + list.txt, synthetic.json
     for rel in one:
         assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
     for i, seq in enumerate(read_got10k(tmp_path / "two")):  # sequence i is render_sequence(6, i)

@@ -161,8 +161,8 @@ def test_any_size_grayscale_and_partly_outside_box() -> None:
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    from siamtfa.checkpoint import save_checkpoint
     from siamtfa.config import from_dict, to_dict
-    from siamtfa.training.checkpoint import save_checkpoint
 
     cfg = from_dict({"preset": "lite", "input": {"max_size": 128, "min_size": 96}})
     model = small_model().eval()
@@ -174,9 +174,9 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def test_selection_prior_is_applied_to_the_ranked_rois(tmp_path: Path) -> None:
+    from siamtfa.checkpoint import save_checkpoint
     from siamtfa.config import TrackingConfig, from_dict, to_dict
     from siamtfa.tracking.selection import select_box
-    from siamtfa.training.checkpoint import save_checkpoint
 
     prior = TrackingConfig(
         window_influence=0.7, window_sigma=0.5, window_lead=1.0, scale_penalty=0.5, size_lr=0.5

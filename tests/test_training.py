@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from siamtfa import build_model
+from siamtfa.checkpoint import load_checkpoint
 from siamtfa.config import TrainConfig, from_dict
 from siamtfa.data.synthetic import make_synthetic
 from siamtfa.training import lr_at, train
-from siamtfa.training.checkpoint import load_checkpoint
 from siamtfa.training.plot import plot_losses
 
 

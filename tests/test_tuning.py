@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from siamtfa import build_model
+from siamtfa.checkpoint import load_checkpoint, save_checkpoint
 from siamtfa.cli import main as siamtfa
 from siamtfa.config import TrackingConfig, from_dict, to_dict
 from siamtfa.data.datasets import read_dataset
@@ -18,7 +19,6 @@ from siamtfa.data.synthetic import make_synthetic
 from siamtfa.tracking import Tracker
 from siamtfa.tracking.selection import is_paper_rule
 from siamtfa.tracking.tuning import RecordedSequence, average_overlap, grid_search, record, replay
-from siamtfa.training.checkpoint import load_checkpoint, save_checkpoint
 
 from .conftest import small_model
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from siamtfa import config
+from siamtfa.data.synthetic import MIN_SIDE
 from siamtfa.model import build_model
 
 
 def _load_config(args: argparse.Namespace) -> config.Config:
-    return config.load(args.config) if args.config else config.preset(args.preset)
+    return config.load(args.config) if args.config else config.preset(args.preset or "paper")
 
 
 def model_summary(model: torch.nn.Module) -> str:
@@ -46,6 +50,7 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
     """(tracker, results-folder name, info) for ``siamtfa``, ``csrt`` or ``kcf``; ``options``
     holds the ``_tracker_options``."""
     from siamtfa.tracking import OpenCVTracker, Tracker
+    from siamtfa.tracking.baselines import KINDS, nanotrack_models
     from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT, default_tracker_source
 
     device, precision = options.device, options.precision
@@ -54,8 +59,14 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
 
     if kind in ("csrt", "kcf"):
         return OpenCVTracker(kind), kind, {"tracker": kind}
+    if kind == "nanotrack":
+        version = options.nanotrack_version
+        tracker = OpenCVTracker(kind, options.model_dir, version)
+        models = [p.name for p in nanotrack_models(options.model_dir, version)]
+        name = "nanotrack" + ("" if version == "v2" else f"-{version}")
+        return tracker, name, {"tracker": kind, "version": version, "models": models}
     if kind != "siamtfa":
-        raise ValueError(f"unknown tracker {kind!r}: use siamtfa, csrt or kcf")
+        raise ValueError(f"unknown tracker {kind!r}: use siamtfa, {', '.join(KINDS)}")
     if checkpoint:
         source, input_cfg, trained = checkpoint, None, True
     else:
@@ -102,13 +113,29 @@ def _read_sequences(dataset: str, root: str, split: str | None):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from siamtfa.evaluation.runner import format_table, report, run_benchmark, submission_zip
+    from siamtfa.evaluation.runner import (
+        finished,
+        format_table,
+        report,
+        run_benchmark,
+        submission_zip,
+    )
 
     sequences, layout = _read_sequences(args.dataset, args.root, args.split)
     i, n = (int(v) for v in args.shard.split("/"))
+    _check_writable(Path(args.out))
     tracker, name, info = _make_tracker(args.tracker, args.checkpoint, args.mode, args)
     name = args.name or name
-    run_benchmark(tracker, name, sequences, args.out, layout, (i, n), info)
+    try:
+        run_benchmark(tracker, name, sequences, args.out, layout, (i, n), info)
+    except KeyboardInterrupt:
+        done = finished(Path(args.out), name, sequences, layout)
+        print(
+            f"siamtfa: interrupted; {done} of {len(sequences)} sequences are finished and kept "
+            f"in {Path(args.out) / name} (run the same command to continue)",
+            file=sys.stderr,
+        )
+        return 128 + signal.SIGINT
     if args.split == "test":
         print(f"submission: {submission_zip(args.out, name)}")
         return 0
@@ -120,6 +147,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(results))
     print(f"report: {Path(args.out) / 'report.json'}, plots: success.png, precision.png")
     return 0
+
+
+def _check_writable(folder: Path) -> None:
+    """Raise a clear error now, not a traceback after the first sequence, when results cannot
+    be written to ``folder``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write results to {folder}: {err.strerror or err}") from None
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -233,20 +271,23 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from siamtfa.training import train
+# options that set a run up: a resumed run keeps its own, so giving one with --resume is a
+# mistake, never silently ignored
+RUN_OPTIONS = ("preset", "config", "data", "out", "init", "val", "backbone_weights", "overwrite")
 
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from siamtfa.training import Trainer
+
+    options = {"device": args.device}
     if args.resume:
-        result = train(
-            config.preset("paper"),
-            [],
-            args.resume,
-            resume=True,
-            device=args.device,
-            stop_after=args.stop_after,
-            iterations=args.iterations,
-            time_limit=args.time_limit,
-        )
+        given = [f"--{k.replace('_', '-')}" for k in RUN_OPTIONS if getattr(args, k)]
+        if given:
+            raise ValueError(
+                f"--resume continues {args.resume} with its own settings; {', '.join(given)} "
+                "cannot change them (start a new run with --out instead)"
+            )
+        trainer = Trainer.resume(args.resume, args.iterations, **options)
     else:
         if not args.data or not args.out:
             raise ValueError("train needs --data KIND=PATH and --out RUN_DIR (or --resume RUN_DIR)")
@@ -257,28 +298,25 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.model.backbone.weights = args.backbone_weights
         if args.init:
             cfg.train.init = args.init
-        result = train(
-            cfg,
-            args.data,
-            args.out,
-            device=args.device,
-            stop_after=args.stop_after,
-            val=args.val,
-            time_limit=args.time_limit,
-        )
+        trainer = Trainer.new(cfg, args.data, args.out, args.overwrite, val=args.val, **options)
+    result = trainer.run(args.stop_after, args.time_limit)
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
     print(f"iteration {result.iteration}: {losses}\ncheckpoint: {result.checkpoint}")
+    if result.signal is not None:  # a job script must tell this from a finished run
+        name = signal.Signals(result.signal).name
+        print(f"stopped by {name}; continue with: siamtfa train --resume {trainer.out}")
+        return 128 + result.signal
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """An inference checkpoint: weights (fp16 unless --fp32) and config, with the selection
     prior, the search region and the template update tuned on --tune sequences when given."""
+    from siamtfa.checkpoint import load_checkpoint, save_checkpoint
     from siamtfa.data.datasets import read_dataset
     from siamtfa.tracking import Tracker, load_model
     from siamtfa.tracking.selection import is_paper_rule
     from siamtfa.tracking.tuning import average_overlap, grid_search, pooled_ao, record, track_all
-    from siamtfa.training.checkpoint import load_checkpoint, save_checkpoint
     from siamtfa.training.engine import parse_data_spec
 
     if args.proposals and min(args.proposals) < 1:
@@ -388,6 +426,21 @@ def _label(value: float | tuple[float, ...], sep: str = "x") -> str:
     return sep.join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
 
 
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= minimum`` (argparse names the option on error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _window(text: str) -> tuple[float, float]:
     """``SIGMA:INFLUENCE`` (``2:0.6``): a positive width and an influence in ``[0, 1]``."""
     try:
@@ -459,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="track generated sequences with the default tracker")
     p.add_argument("--out", default="siamtfa_demo", help="output folder")
-    p.add_argument("--sequences", type=int, default=6)
-    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--sequences", type=_int_at_least(1), default=6)
+    p.add_argument("--frames", type=_int_at_least(2), default=40)
     p.add_argument("--seed", type=int, default=777000, help="never used for training")
     p.add_argument("--checkpoint")
     p.add_argument("--device")
@@ -468,7 +521,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="run a tracker on a benchmark and report")
-    p.add_argument("--tracker", default="siamtfa", choices=["siamtfa", "csrt", "kcf"])
+    p.add_argument(
+        "--tracker",
+        default="siamtfa",
+        choices=["siamtfa", "csrt", "kcf", "nanotrack"],
+        help="nanotrack: OpenCV's TrackerNano with the ONNX models in --model-dir",
+    )
+    p.add_argument("--model-dir", help="folder of NanoTrack's ONNX files (--tracker nanotrack)")
+    p.add_argument("--nanotrack-version", default="v2", choices=["v1", "v2"], help="default: v2")
     p.add_argument("--mode", default="online", choices=["online", "clip"])
     p.add_argument("--checkpoint")
     p.add_argument(
@@ -499,11 +559,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-synthetic", help="write synthetic sequences (GOT-10k layout)")
     p.add_argument("--out", required=True)
-    p.add_argument("--sequences", type=int, default=20)
-    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--sequences", type=_int_at_least(1), default=20)
+    p.add_argument("--frames", type=_int_at_least(2), default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--width", type=_int_at_least(MIN_SIDE), default=320)
+    p.add_argument("--height", type=_int_at_least(MIN_SIDE), default=240)
     p.add_argument(
         "--textures",
         help="folder of TRAINING sequences whose frames and boxes "
@@ -547,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_synthetic)
 
     p = sub.add_parser("train", help="train (torchrun for several processes)")
-    p.add_argument("--preset", default="paper", choices=config.PRESETS)
+    p.add_argument("--preset", choices=config.PRESETS, help="model and recipe (default: paper)")
     p.add_argument("--config", help="YAML config (overrides --preset)")
     p.add_argument(
         "--data",
@@ -556,6 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="got10k, lasot, otb, uav123, uav20l, folder or synthetic; repeatable",
     )
     p.add_argument("--out", help="run folder (checkpoints, logs)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a run already in --out (else refused)"
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
     p.add_argument(
         "--iterations", type=int, help="override train.iterations (with --resume: re-plan the run)"
@@ -666,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:  # ConfigError, DatasetError are ValueErrors
         print(f"siamtfa: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("siamtfa: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

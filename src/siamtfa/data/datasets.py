@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from siamtfa.data.transforms import to_rgb_array
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -57,8 +59,8 @@ def read_frame(frame: Path | VideoFrame | str) -> np.ndarray:
         return np.ascontiguousarray(bgr[..., ::-1])
     try:
         with Image.open(frame) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as err:
+            return to_rgb_array(im)  # 16-bit frames scaled, not clipped to white
+    except (OSError, ValueError) as err:
         raise DatasetError(f"{frame}: cannot read frame ({err})") from None
 
 
@@ -120,13 +122,23 @@ def parse_flags(path: Path, count: int | None = None, sep: str | None = None) ->
     return values
 
 
+def natural_key(path: Path) -> list[str | int]:
+    """Sort key that orders numbers by value: ``2.jpg`` before ``10.jpg``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
 def list_frames(folder: Path, pattern: str | None = None) -> list[Path]:
+    """The image files in ``folder`` in natural order (``1, 2, ..., 10``, not ``1, 10, 2``)."""
     if not folder.is_dir():
         raise DatasetError(f"{folder}: frame folder not found")
     frames = sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and (pattern is None or re.fullmatch(pattern, p.name))
+        (
+            p
+            for p in folder.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and (pattern is None or re.fullmatch(pattern, p.name))
+        ),
+        key=natural_key,
     )
     if not frames:
         raise DatasetError(f"{folder}: no frames")
@@ -141,7 +153,10 @@ def _check_count(frames: list[Path], boxes: np.ndarray, gt: Path) -> None:
 def _read_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DatasetError(f"{path}: sequence list not found")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise DatasetError(f"{path}: lists no sequences")
+    return names
 
 
 def _read_meta(path: Path) -> dict[str, str]:
@@ -330,4 +345,7 @@ READERS = {
 def read_dataset(kind: str, root: str | Path) -> list[Sequence]:
     if kind not in READERS:
         raise DatasetError(f"unknown dataset kind {kind!r}: use one of {', '.join(READERS)}")
-    return READERS[kind](root)
+    sequences = READERS[kind](root)
+    if not sequences:
+        raise DatasetError(f"{root}: no {kind} sequences found")
+    return sequences

@@ -12,6 +12,7 @@ cannot be seen), ``cut_by_image`` (1 when the box leaves the frame).
 from __future__ import annotations
 
 import hashlib
+import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +24,9 @@ from PIL import Image, ImageFilter
 from siamtfa.data.datasets import read_folder, read_frame
 from siamtfa.data.io import atomic_write_text
 from siamtfa.data.sampling import frame_size
+
+MANIFEST = "synthetic.json"  # the settings a folder's sequences were made with
+MIN_SIDE = 16  # smallest frame side in pixels
 
 
 @dataclass
@@ -418,11 +422,19 @@ def make_synthetic(
     """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder), rendered
     by ``workers`` processes.
 
-    Sequences already complete on disk are kept (so an interrupted run resumes); ``list.txt``
-    is written last. Returns the sequence names.
+    ``out/synthetic.json`` records the settings. Sequences already complete on disk are kept
+    when the settings match (so an interrupted run resumes); a folder made with other
+    settings, or holding a ``list.txt`` of something else, is refused rather than mixed or
+    overwritten. ``list.txt`` is written last. Returns the sequence names.
     """
     from tqdm import tqdm
 
+    if sequences < 1:
+        raise ValueError(f"sequences must be at least 1, got {sequences}")
+    if frames < 2:  # the first frame gives the box; a benchmark scores the others
+        raise ValueError(f"frames must be at least 2, got {frames}")
+    if min(size) < MIN_SIDE:
+        raise ValueError(f"width and height must be at least {MIN_SIDE} pixels, got {size}")
     if not 0 < target_size[0] <= target_size[1] < 1:
         raise ValueError(f"target_size must satisfy 0 < min <= max < 1, got {target_size}")
     if not 0 < motion[0] <= motion[1]:
@@ -432,7 +444,19 @@ def make_synthetic(
     if not appearance_change >= 0:
         raise ValueError(f"appearance_change must be >= 0, got {appearance_change}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "seed": seed,
+        "sequences": sequences,
+        "frames": frames,
+        "size": size,
+        "textures": str(Path(textures).resolve()) if textures else None,
+        "temporal_stress": temporal_stress,
+        "target_size": target_size,
+        "motion": motion,
+        "appearance_change": appearance_change,
+        "trajectories": str(Path(trajectories).resolve()) if trajectories else None,
+    }
+    _claim_folder(out, json.loads(json.dumps(settings)))
     names = [_name(seed, i) for i in range(sequences)]
     todo = [i for i in range(sequences) if not (out / names[i] / "meta_info.ini").is_file()]
     bank = TextureBank(read_folder(textures)) if textures else None
@@ -464,6 +488,30 @@ def make_synthetic(
     bar.close()
     atomic_write_text(out / "list.txt", "\n".join(names) + "\n")
     return names
+
+
+def _claim_folder(out: Path, settings: dict) -> None:
+    """Make ``out`` this call's: new, or holding sequences made with the same ``settings``
+    (``MANIFEST``); anything else raises ``ValueError`` before a file is written."""
+    manifest, listed = out / MANIFEST, out / "list.txt"
+    if manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text())
+        except ValueError:
+            raise ValueError(f"{manifest}: unreadable; delete {out} to start over") from None
+        changed = [f"{k}: {old.get(k)!r} now {v!r}" for k, v in settings.items() if old.get(k) != v]
+        if changed:
+            raise ValueError(
+                f"{out} holds synthetic sequences made with other settings ("
+                + ", ".join(changed)
+                + "): choose another --out, or delete that folder"
+            )
+        return
+    if listed.is_file():
+        raise ValueError(
+            f"{listed} exists and was not written by make-synthetic: choose another --out"
+        )
+    atomic_write_text(manifest, json.dumps(settings, indent=1))
 
 
 def _write_one(out: Path, seed: int, frames: int, options: dict, index: int) -> None:

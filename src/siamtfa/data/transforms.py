@@ -24,19 +24,60 @@ def canvas_size(cfg: InputConfig) -> tuple[int, int]:
 
 
 def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
-    """RGB uint8 ``[H, W, 3]`` from a PIL image or a grayscale/RGB/RGBA array."""
+    """RGB uint8 ``[H, W, 3]`` from a PIL image or a grayscale/RGB/RGBA array.
+
+    Arrays are read by their dtype: uint8 as is, uint16 (and 16-bit PIL images) as 0..65535,
+    floats as 0..1, bool as 0/1, other integers as 0..255. Values outside that range, NaNs
+    and empty images raise ``ValueError`` rather than give a wrong picture.
+    """
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
+        if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grayscale
+            image = np.asarray(image).astype(np.uint16, casting="unsafe")
+        elif image.mode == "F":
+            image = np.asarray(image)
+        else:
+            return _checked_shape(np.asarray(image.convert("RGB")))
+    arr = _checked_shape(np.asarray(image))
     if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an H x W (x 3) image, got shape {arr.shape}")
+        arr = arr[..., None]
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
-    if arr.dtype != np.uint8:
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    return arr[..., :3]
+    return _to_uint8(arr[..., :3])
+
+
+def _checked_shape(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"expected an H x W (x 3) image, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]} pixels)")
+    return arr
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """uint8 of an image array of any dtype, by the ranges ``to_rgb_array`` documents."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16:
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ValueError("the image holds NaN or infinite values")
+        if arr.min() < 0 or arr.max() > 1:
+            raise ValueError(
+                f"a float image must hold values in [0, 1], got [{arr.min():g}, {arr.max():g}]"
+                " (pass uint8 for 0..255)"
+            )
+        return np.rint(arr * 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.min() < 0 or arr.max() > 255:
+            raise ValueError(
+                f"an {arr.dtype} image must hold values in 0..255, got {arr.min()}..{arr.max()}"
+                " (pass uint16 for 16-bit images)"
+            )
+        return arr.astype(np.uint8)
+    raise ValueError(f"cannot read an image of dtype {arr.dtype}")
 
 
 def normalize(rgb: np.ndarray, cfg: InputConfig) -> Tensor:

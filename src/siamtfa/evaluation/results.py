@@ -34,7 +34,30 @@ def write_otb_result(
     atomic_write_text(Path(result_dir) / f"{name}.txt", _rows(boxes))
 
 
-def read_result(path: str | Path) -> np.ndarray:
-    """``[N, 4]`` boxes from a result file (comma, tab or space separated)."""
-    text = Path(path).read_text().replace(",", " ").replace("\t", " ")
-    return np.loadtxt(text.splitlines(), ndmin=2)
+def read_result(path: str | Path, frames: int | None = None) -> np.ndarray:
+    """``[N, 4]`` boxes from a result file (comma, tab or space separated); a malformed line,
+    or a count other than ``frames`` when given, raises ``ValueError`` naming the file."""
+    path = Path(path)
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = [float(v) for v in line.replace(",", " ").split()]
+        except ValueError:
+            row = []
+        if len(row) != 4:
+            raise ValueError(f"{path}:{lineno}: expected 4 numbers x,y,w,h, got {line!r}")
+        rows.append(row)
+    if frames is not None and len(rows) != frames:
+        raise ValueError(f"{path}: {len(rows)} boxes for {frames} frames")
+    return np.asarray(rows, np.float64).reshape(-1, 4)
+
+
+def is_complete(path: str | Path, frames: int) -> bool:
+    """Whether ``path`` holds a readable box for each of ``frames`` frames."""
+    try:
+        read_result(path, frames)
+    except (OSError, ValueError):
+        return False
+    return True

@@ -10,6 +10,7 @@ rules). ``report`` evaluates every tracker folder found.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -24,7 +25,14 @@ from siamtfa.evaluation.metrics import (
     got10k_metrics,
     otb_metrics,
 )
-from siamtfa.evaluation.results import read_result, write_got10k_result, write_otb_result
+from siamtfa.evaluation.results import (
+    is_complete,
+    read_result,
+    write_got10k_result,
+    write_otb_result,
+)
+
+log = logging.getLogger(__name__)
 
 RULES = (
     "GOT-10k metrics: first frame excluded, cover==0 (absent) frames excluded, boxes "
@@ -45,6 +53,23 @@ def shard_sequences(sequences: list[Sequence], shard: tuple[int, int]) -> list[S
     if not 0 <= i < n:
         raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
     return sequences[i::n]
+
+
+def is_finished(out: Path, tracker_name: str, seq: Sequence, layout: str) -> bool:
+    """Whether ``seq`` has a complete box file; an incomplete one (a truncated copy, a full
+    disk) is reported and tracked again."""
+    box_file = result_paths(out, tracker_name, seq.name, layout)[0]
+    if not box_file.is_file():
+        return False
+    if is_complete(box_file, len(seq)):
+        return True
+    log.warning("%s: incomplete result for %s: tracking it again", box_file, seq.name)
+    return False
+
+
+def finished(out: str | Path, tracker_name: str, sequences: list[Sequence], layout: str) -> int:
+    """How many of ``sequences`` have complete results."""
+    return sum(is_finished(Path(out), tracker_name, s, layout) for s in sequences)
 
 
 def run_benchmark(
@@ -80,7 +105,7 @@ def run_benchmark(
     todo = [
         s
         for s in shard_sequences(sequences, shard)
-        if not result_paths(out, tracker_name, s.name, layout)[0].is_file()
+        if not is_finished(out, tracker_name, s, layout)
     ]
     for seq in tqdm(todo, desc=tracker_name, disable=not progress):
         if not np.isfinite(seq.boxes[0]).all():
@@ -102,7 +127,7 @@ def evaluate(out: str | Path, tracker_name: str, sequences: list[Sequence], layo
         box_file, time_file = result_paths(out, tracker_name, seq.name, layout)
         if not box_file.is_file():
             raise FileNotFoundError(f"{box_file}: no result for {seq.name}")
-        preds[seq.name] = read_result(box_file)
+        preds[seq.name] = read_result(box_file, len(seq))
         gts[seq.name] = seq.boxes
         covers[seq.name] = seq.cover if seq.cover is not None else np.where(seq.visible, 8, 0)
         res[seq.name] = frame_size(seq)
@@ -136,7 +161,7 @@ def report(out: str | Path, sequences: list[Sequence], layout: str, title: str =
     out = Path(out)
     results = {}
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
-        if all(result_paths(out, folder.name, s.name, layout)[0].is_file() for s in sequences):
+        if finished(out, folder.name, sequences, layout) == len(sequences):
             results[folder.name] = evaluate(out, folder.name, sequences, layout)
             info = folder / "info.json"
             if info.is_file():

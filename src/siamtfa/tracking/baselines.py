@@ -1,38 +1,78 @@
-"""OpenCV's CSRT and KCF (opencv-contrib) with the same ``init`` / ``update`` / ``track``."""
+"""OpenCV's trackers (opencv-contrib) with the same ``init`` / ``update`` / ``track``: the
+classic CSRT and KCF, and NanoTrack (``cv2.TrackerNano``), a small pretrained siamese tracker
+whose ONNX models the user supplies."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.data.transforms import to_rgb_array
+from siamtfa.tracking.base import BaseTracker
 
-KINDS = ("csrt", "kcf")
+KINDS = ("csrt", "kcf", "nanotrack")
+# NanoTrack's model files by version: (backbone, neck and head), as OpenCV publishes them
+NANOTRACK_FILES = {
+    "v1": ("nanotrack_backbone_sim.onnx", "nanotrack_head_sim.onnx"),
+    "v2": ("nanotrack_backbone_sim_v2.onnx", "nanotrack_head_sim_v2.onnx"),
+}
 
 
-class OpenCVTracker:
-    is_deterministic = True
+def _cv2():
+    try:
+        import cv2
+    except ImportError as err:
+        raise ImportError(
+            "OpenCV's trackers need opencv-contrib-python-headless (and not plain "
+            "opencv-python-headless: both install cv2)"
+        ) from err
+    return cv2
 
-    def __init__(self, kind: str) -> None:
+
+def nanotrack_models(model_dir: str | Path | None, version: str = "v2") -> tuple[Path, Path]:
+    """The backbone and head ONNX files of NanoTrack ``version`` in ``model_dir``; a clear
+    error names what is missing."""
+    if version not in NANOTRACK_FILES:
+        raise ValueError(
+            f"unknown NanoTrack version {version!r}: use one of {list(NANOTRACK_FILES)}"
+        )
+    names = NANOTRACK_FILES[version]
+    if model_dir is None:
+        raise ValueError(
+            f"nanotrack needs --model-dir: a folder holding {' and '.join(names)} "
+            "(OpenCV's TrackerNano models)"
+        )
+    paths = tuple(Path(model_dir) / name for name in names)
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"NanoTrack {version} model not found: {path}")
+    return paths
+
+
+class OpenCVTracker(BaseTracker):
+    """``OpenCVTracker("csrt" | "kcf")``, or ``OpenCVTracker("nanotrack", model_dir)``."""
+
+    def __init__(self, kind: str, model_dir: str | Path | None = None, version: str = "v2") -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown OpenCV tracker {kind!r}: use one of {KINDS}")
-        try:
-            import cv2
-        except ImportError as err:
-            raise ImportError(
-                "CSRT/KCF need opencv-contrib-python-headless (and not plain "
-                "opencv-python-headless: both install cv2)"
-            ) from err
-        factory = {"csrt": "TrackerCSRT_create", "kcf": "TrackerKCF_create"}[kind]
+        cv2 = _cv2()
+        factory = {"csrt": "TrackerCSRT_create", "kcf": "TrackerKCF_create"}.get(
+            kind, "TrackerNano_create"
+        )
         if not hasattr(cv2, factory):
             raise ImportError(f"cv2.{factory} missing: install opencv-contrib-python-headless")
-        self._create = getattr(cv2, factory)
-        self._cv2 = cv2
+        if kind == "nanotrack":
+            params = cv2.TrackerNano_Params()
+            params.backbone, params.neckhead = (
+                str(p) for p in nanotrack_models(model_dir, version)
+            )
+            self._create = lambda: cv2.TrackerNano_create(params)
+        else:
+            self._create = getattr(cv2, factory)
         self.kind = kind
-        self.name = kind.upper()
+        self.name = kind.upper() if kind != "nanotrack" else f"NanoTrack-{version}"
         self.box = np.zeros(4)
 
     def _bgr(self, image) -> np.ndarray:
@@ -40,25 +80,15 @@ class OpenCVTracker:
             image = read_frame(image)  # a corrupt file raises an error naming it
         return np.ascontiguousarray(to_rgb_array(image)[..., ::-1])
 
-    def init(self, image, box) -> None:
+    def init(self, image, box) -> np.ndarray:
         self.tracker = self._create()
         self.box = np.asarray(box, np.float64)
         x, y, w, h = (round(v) for v in self.box)
         self.tracker.init(self._bgr(image), (x, y, max(w, 1), max(h, 1)))
+        return self.box.copy()
 
     def update(self, image) -> np.ndarray:
         ok, box = self.tracker.update(self._bgr(image))
         if ok:  # on failure keep the last box, as the toolkits expect a box per frame
             self.box = np.asarray(box, np.float64)
         return self.box.copy()
-
-    def track(self, img_files: list, box, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        boxes, times = np.zeros((len(img_files), 4)), np.zeros(len(img_files))
-        start = time.perf_counter()
-        self.init(img_files[0], box)
-        times[0], boxes[0] = time.perf_counter() - start, self.box
-        for i in range(1, len(img_files)):
-            start = time.perf_counter()
-            boxes[i] = self.update(img_files[i])
-            times[i] = time.perf_counter() - start
-        return boxes, times

@@ -29,12 +29,13 @@ import torch
 from torch import Tensor, nn
 
 from siamtfa import config as config_mod
+from siamtfa.checkpoint import load_checkpoint, load_model_weights
 from siamtfa.config import Config, InputConfig, TrackingConfig
 from siamtfa.data import transforms as T
 from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.model import SiamTFA, build_model
+from siamtfa.tracking.base import BaseTracker
 from siamtfa.tracking.selection import clipped_xywh, next_box
-from siamtfa.training.checkpoint import load_checkpoint, load_model_weights
 
 MODES = ("online", "clip")
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_lite.pt"
@@ -140,10 +141,8 @@ def _candidates(det: dict[str, Tensor], region: T.Region) -> tuple[np.ndarray, n
     return region.to_image(det["boxes"].float().cpu().numpy()), det["scores"].float().cpu().numpy()
 
 
-class Tracker:
+class Tracker(BaseTracker):
     """``Tracker(model_or_checkpoint, mode="online", device=None)``."""
-
-    is_deterministic = True
 
     def __init__(
         self,
@@ -279,7 +278,7 @@ class Tracker:
 
     # ---------------------------------------------------------------- GOT-10k interface
     @torch.inference_mode()
-    def init(self, image, box) -> None:
+    def init(self, image, box) -> np.ndarray:
         """Cache the template feature of ``box`` (x, y, w, h) in ``image``; reset the stream."""
         rgb = _read(image)
         box, inside = _check_box(box, rgb.shape[1], rgb.shape[0])
@@ -293,6 +292,7 @@ class Tracker:
             self.stream, self.stream_size = {}, frame.shape[-2:]
             if self.mode == "online":  # frame 0 fills the shift cache: frame 1's past
                 self.model.backbone(frame, 1, self.stream)
+        return self.box.copy()
 
     @torch.inference_mode()
     def update(self, image) -> np.ndarray:
@@ -320,19 +320,11 @@ class Tracker:
 
     def track(self, img_files: list, box, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``[N, 4]`` (frame 0 = ``box``) and seconds per frame ``[N]``."""
-        n = len(img_files)
-        boxes = np.zeros((n, 4))
-        times = np.zeros(n)
-        start = time.perf_counter()
-        self.init(img_files[0], box)
-        times[0] = time.perf_counter() - start
-        boxes[0] = self.box
         if self.mode == "online":
-            for i in range(1, n):
-                start = time.perf_counter()
-                boxes[i] = self.update(img_files[i])
-                times[i] = time.perf_counter() - start
-            return boxes, times
+            return super().track(img_files, box)
+        boxes, times = super().track(img_files[:1], box)  # init (and checks)
+        n = len(img_files)
+        boxes, times = np.concatenate([boxes, np.zeros((n - 1, 4))]), np.pad(times, (0, n - 1))
         for first in range(1, n, self.clip_len):
             idx = list(range(first, min(first + self.clip_len, n)))
             start = time.perf_counter()

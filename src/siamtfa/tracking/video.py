@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from siamtfa.data.datasets import IMAGE_SUFFIXES, DatasetError
+from siamtfa.data.datasets import DatasetError, list_frames, read_frame
 
 
 def _cv2():
@@ -25,19 +24,8 @@ def open_frames(source: str) -> tuple[Iterator[np.ndarray], float, int | None]:
         return _capture(int(source))
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DatasetError(f"{path}: no image files")
-
-        def read() -> Iterator[np.ndarray]:
-            for f in files:
-                try:
-                    with Image.open(f) as im:
-                        yield np.asarray(im.convert("RGB"))
-                except OSError as err:
-                    raise DatasetError(f"{f}: cannot read frame ({err})") from None
-
-        return read(), 30.0, len(files)
+        files = list_frames(path)  # natural order; a corrupt frame raises naming it
+        return (read_frame(f) for f in files), 30.0, len(files)
     if not path.is_file():
         raise FileNotFoundError(f"input not found: {path}")
     return _capture(str(path))

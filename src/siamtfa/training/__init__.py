@@ -1,5 +1,5 @@
 """The training engine."""
 
-from siamtfa.training.engine import TrainResult, lr_at, train
+from siamtfa.training.engine import Trainer, TrainResult, lr_at, train
 
-__all__ = ["TrainResult", "lr_at", "train"]
+__all__ = ["TrainResult", "Trainer", "lr_at", "train"]

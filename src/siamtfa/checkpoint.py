@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's text suggests weights_only=False: never do that
+        raise ValueError(
+            f"{path}: not a siamtfa checkpoint: it holds Python objects other than tensors "
+            "and plain containers, which are never loaded (a foreign or unsafe file)"
+        ) from None
     except Exception as err:
         raise ValueError(
-            f"{path}: not a readable checkpoint (truncated or corrupt?): {err}"
-        ) from err
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {_first_line(err)}"
+        ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path}: not a siamtfa checkpoint (no 'model' entry)")
     return state
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def load_model_weights(
