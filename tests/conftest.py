@@ -15,9 +15,9 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-def small_model(temporal: bool = True, causal: bool = False, adv: bool = True):
-    """The ``lite`` architecture with the given ablation switches."""
-    cfg = preset("lite")
+def small_model(temporal: bool = True, causal: bool = False, adv: bool = True, name: str = "lite"):
+    """The ``lite`` (or ``name``) architecture with the given ablation switches."""
+    cfg = preset(name)
     cfg.model.temporal.enabled = temporal
     cfg.model.temporal.causal = causal
     cfg.model.adversarial_dropout.enabled = adv

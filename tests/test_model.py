@@ -105,9 +105,10 @@ def changed(a: list[torch.Tensor], b: list[torch.Tensor], t: int) -> bool:
     return any(not torch.allclose(x[t], y[t], atol=1e-6) for x, y in zip(a, b))
 
 
+@pytest.mark.parametrize("preset", ["lite", "mobile"])
 @pytest.mark.parametrize(("temporal", "causal"), [(True, False), (True, True), (False, False)])
-def test_temporal_wiring(temporal: bool, causal: bool) -> None:
-    model = small_model(temporal=temporal, causal=causal).eval()
+def test_temporal_wiring(temporal: bool, causal: bool, preset: str) -> None:
+    model = small_model(temporal=temporal, causal=causal, name=preset).eval()
     frames = torch.randn(3, 3, 64, 64)
     base = frame_features(model, frames, 3)
     future = frames.clone()

@@ -469,6 +469,22 @@ def _input_size(text: str) -> tuple[int, int]:
     return long, short
 
 
+def cmd_convert_backbone(args: argparse.Namespace) -> int:
+    """A pretrained network's backbone as a state dict for ``--backbone-weights``."""
+    from siamtfa.checkpoint import save_checkpoint
+    from siamtfa.model.convert import CONVERTERS
+
+    convert, preset, licence = CONVERTERS[args.source]
+    state = convert(args.path)
+    info = {"source": f"{args.source}: {Path(args.path).name}", "licence": licence}
+    save_checkpoint({"model": state, **info}, args.out)
+    print(
+        f"wrote {args.out} ({len(state)} tensors from {info['source']}; licence {licence}); "
+        f"train with --preset {preset} --backbone-weights {args.out}"
+    )
+    return 0
+
+
 def cmd_plot_log(args: argparse.Namespace) -> int:
     from siamtfa.training.plot import plot_losses
 
@@ -714,6 +730,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.add_argument("--device", help="where --tune tracks (default: cuda if available)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "convert-backbone", help="a pretrained network's backbone as --backbone-weights"
+    )
+    p.add_argument("source", choices=["nanotrack"], help="nanotrack: its ONNX backbone (v1 or v2)")
+    p.add_argument("path", help="the pretrained file (nanotrack_backbone_sim_v2.onnx ...)")
+    p.add_argument("out", help="where to write the state dict (.pt)")
+    p.set_defaults(func=cmd_convert_backbone)
 
     p = sub.add_parser("plot-log", help="draw a run's loss curves (PNG)")
     p.add_argument("run_dir")

@@ -18,10 +18,15 @@ import yaml
 
 @dataclass
 class BackboneConfig:
-    depth: int = 50  # ResNet depth: 18, 34 or 50 (torchvision layout)
-    frozen_stages: int = 1  # 0: stem, 1: + layer1, ... frozen (as DESIGN); -1: nothing
-    norm: str = "frozen_bn"  # frozen_bn (DESIGN, for ImageNet weights) | bn | gn (from scratch)
-    weights: str | None = None  # local torchvision ImageNet checkpoint
+    # resnet (torchvision layout) or mobilenet_v3 (MobileNetV3-Small, NanoTrack's layout)
+    arch: Literal["resnet", "mobilenet_v3"] = "resnet"
+    depth: int = 50  # ResNet depth: 18, 34, 50 or 101 (resnet only)
+    frozen_stages: int = 1  # 0: stem, 1: + the stride-4 stage, ... frozen (as DESIGN); -1: none
+    # frozen_bn (DESIGN, for ImageNet weights) | bn | gn (from scratch); for mobilenet_v3, the
+    # stride-32 stage's (the rest has its BatchNorms folded into its convolutions: none)
+    norm: str = "frozen_bn"
+    # a local state dict: torchvision's ImageNet ResNet, or `siamtfa convert-backbone` output
+    weights: str | None = None
 
 
 @dataclass
@@ -173,11 +178,12 @@ class ConfigError(ValueError):
     """A config key is unknown or its value has the wrong type."""
 
 
-PRESETS = ("paper", "lite")
+PRESETS = ("paper", "lite", "mobile")
 
 
 def preset(name: str) -> Config:
-    """The ``paper`` preset (ResNet-50, 1333x800) or ``lite`` (ResNet-18, long side 640)."""
+    """The ``paper`` preset (ResNet-50, 1333x800), ``lite`` (ResNet-18, 640x480) or ``mobile``
+    (MobileNetV3-Small for NanoTrack's converted weights, 640x480)."""
     if name == "paper":
         return Config()
     if name == "lite":
@@ -194,6 +200,14 @@ def preset(name: str) -> Config:
         # narrower pyramid and RoI FCs (same topology): CPU speed and a <= 50 MB checkpoint
         cfg.model.fpn_channels = 128
         cfg.model.roi.fc_dim = 512
+        return cfg
+    if name == "mobile":
+        cfg = preset("lite")
+        cfg.model.backbone.arch = "mobilenet_v3"
+        cfg.model.backbone.norm = "gn"  # the stride-32 stage, trained from scratch
+        cfg.input.mean, cfg.input.std = (0.0, 0.0, 0.0), (1 / 255,) * 3  # NanoTrack's 0..255
+        cfg.model.fpn_channels = 64  # the pyramid, not the trunk, dominates the cost here
+        cfg.model.roi.fc_dim = 256
         return cfg
     raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 from siamtfa.config import ModelConfig
 from siamtfa.model.backbone import ResNet
 from siamtfa.model.fpn import FPN
+from siamtfa.model.mobilenet import MobileNetV3
 from siamtfa.model.roi_head import RoIHead
 from siamtfa.model.rpn import Modulator, RegionProposalNetwork
 from siamtfa.ops import multiscale_roi_align
@@ -45,15 +47,12 @@ class SiamTFA(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        bb = cfg.backbone
-        self.backbone = ResNet(
-            bb.depth,
-            bb.norm,
-            bb.frozen_stages,
-            cfg.temporal.enabled,
-            cfg.temporal.fold_div,
-            cfg.temporal.causal,
-        )
+        bb, temporal = cfg.backbone, cfg.temporal
+        shift = (temporal.enabled, temporal.fold_div, temporal.causal)
+        if bb.arch == "mobilenet_v3":
+            self.backbone = MobileNetV3(bb.norm, "none", bb.frozen_stages, *shift)
+        else:
+            self.backbone = ResNet(bb.depth, bb.norm, bb.frozen_stages, *shift)
         self.fpn = FPN(self.backbone.out_channels, cfg.fpn_channels)
         self.modulator = Modulator(cfg.fpn_channels, len(STRIDES), cfg.rpn.modulation_proj)
         self.rpn = RegionProposalNetwork(cfg.rpn, cfg.fpn_channels, STRIDES)
@@ -168,6 +167,18 @@ def build_model(cfg) -> SiamTFA:
 
     model_cfg = cfg.model if isinstance(cfg, Config) else cfg
     model = SiamTFA(model_cfg)
-    if model_cfg.backbone.weights:
-        load_backbone_weights(model.backbone, model_cfg.backbone.weights)
+    weights = model_cfg.backbone.weights
+    if weights:
+        report = load_backbone_weights(model.backbone, weights)
+        expected = getattr(model.backbone, "untrained", ())  # parts no such file holds
+        missing = [k for k in report.missing if not k.startswith(expected)]
+        unused = [k for k in report.unexpected if not k.startswith("fc.")]  # ImageNet's head
+        if missing or unused:
+            warnings.warn(
+                f"{weights}: {len(missing)} backbone weights missing ({', '.join(missing[:3])}"
+                f"{' ...' if len(missing) > 3 else ''}) and {len(unused)} unused "
+                f"({', '.join(unused[:3])}{' ...' if len(unused) > 3 else ''}): they start "
+                "untrained",
+                stacklevel=2,
+            )
     return model
