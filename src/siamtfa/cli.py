@@ -266,6 +266,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         workers=args.workers,
         appearance_change=args.appearance_change,
         trajectories=args.trajectories,
+        broad=args.broad,
     )
     print(f"{len(names)} sequences of {args.frames} frames in {args.out} (GOT-10k layout)")
     return 0
@@ -618,6 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--trajectories",
         help="folder of TRAINING sequences whose ground-truth paths the targets follow "
         "(real motion and size change instead of the random walk; --motion does not apply)",
+    )
+    p.add_argument(
+        "--broad",
+        action="store_true",
+        help="backgrounds and targets from several appearance families (flat, grain, patterns) "
+        "and a camera look per sequence (grey, swapped colours, contrast, noise, softness)",
     )
     p.add_argument("--workers", type=int, default=1, help="processes (same output for any)")
     p.set_defaults(func=cmd_make_synthetic)

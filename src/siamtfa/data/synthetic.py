@@ -79,6 +79,60 @@ def _pattern_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(0.55 * pattern + 0.45 * base, 0, 1)
 
 
+def _flat_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth two-colour gradient with faint grain: little texture to lock on to."""
+    c1, c2 = rng.random(3), rng.random(3)
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = xx / max(w, 1) * np.cos(angle) + yy / max(h, 1) * np.sin(angle)
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    grain = rng.normal(0, 0.02, (h, w, 1))
+    return np.clip(c1 + (c2 - c1) * ramp[..., None] + grain, 0, 1).astype(np.float32)
+
+
+def _grain_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Pixel-scale coloured noise, blurred a little or not at all: texture at every scale."""
+    noise = rng.random((h, w, 3)).astype(np.float32)
+    img = Image.fromarray((noise * 255).astype(np.uint8))
+    img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 2))))
+    return np.asarray(img, np.float32) / 255.0
+
+
+# appearance families of --broad sequences: how backgrounds and targets are drawn
+FAMILIES = ("classic", "flat", "grain", "pattern")
+
+
+def _family_texture(family: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    if family == "flat":
+        return _flat_texture(rng, h, w)
+    if family == "grain":
+        return _grain_texture(rng, h, w)
+    if family == "pattern":
+        return _pattern_texture(rng, h, w)
+    return _noise_texture(rng, h, w, 5)
+
+
+def _camera(frames: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """One sequence's camera look, drawn once: grey or channel-swapped colour, contrast
+    (gamma), sensor noise and softness, so that no single colour rendering is the norm."""
+    grey = rng.random() < 0.2
+    order = rng.permutation(3) if rng.random() < 0.3 else np.arange(3)
+    gamma = float(np.exp(rng.uniform(-0.35, 0.35)))
+    sigma = float(rng.uniform(0, 0.04))
+    blur = float(rng.uniform(0.5, 1.2)) if rng.random() < 0.25 else 0.0
+    out = []
+    for frame in frames:
+        img = frame.astype(np.float32)[..., order] / 255.0
+        if grey:
+            img = np.repeat(img.mean(2, keepdims=True), 3, axis=2)
+        img = img**gamma + rng.normal(0, sigma, img.shape).astype(np.float32)
+        pil = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+        if blur:
+            pil = pil.filter(ImageFilter.GaussianBlur(blur))
+        out.append(np.asarray(pil))
+    return out
+
+
 def _ellipse_mask(h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     return ((yy + 0.5 - h / 2) / (h / 2)) ** 2 + ((xx + 0.5 - w / 2) / (w / 2)) ** 2 <= 1.0
@@ -250,6 +304,7 @@ def render_sequence(
     motion: tuple[float, float] = (1.0, 1.0),
     appearance_change: float = 0.0,
     trajectories: TrajectoryBank | None = None,
+    broad: bool = False,
 ) -> SyntheticSequence:
     """Sequence ``index`` of the synthetic set ``seed``: fully determined by the pair (and the
     texture bank, whose real crops replace some procedural backgrounds and targets).
@@ -266,8 +321,12 @@ def render_sequence(
     ``trajectories``: the target follows a real path (``TrajectoryBank.path``, its own random
     stream) instead of the random walk, at its real speed (``motion`` and the stress speed-up
     do not apply to it); everything else is drawn as without it, distractors and
-    occluders sized by the path's first box."""
+    occluders sized by the path's first box. ``broad`` draws the background and the target from
+    several appearance families (``FAMILIES``: flat gradients, pixel grain, patterns, the
+    classic noise) and gives each sequence its own camera look (``_camera``), so that a
+    tracker cannot win by learning one generator's look; its own random stream too."""
     rng = _rng(seed, index)
+    style = _rng(seed, f"{index}:style") if broad else None
     speed_up = float(np.exp(_rng(seed, f"{index}:motion").uniform(*np.log(motion))))
     speed_up *= 1.6 if temporal_stress else 1.0
     occluder_range = (2, 5) if temporal_stress else (0, 3)
@@ -278,6 +337,8 @@ def render_sequence(
         background = textures.background(rng, fh, fw)
     else:
         background = _noise_texture(rng, fh, fw, 5)
+    if style is not None and style.random() < 0.5:  # half of them: another family
+        background = _family_texture(str(style.choice(FAMILIES)), style, fh, fw)
     clutter = background.copy()
     for _ in range(int(rng.integers(6, 14))):  # static background clutter
         cw, ch = rng.integers(8, fw // 4), rng.integers(8, fh // 4)
@@ -292,6 +353,8 @@ def render_sequence(
     ellipse = bool(rng.integers(2)) and target_tex is None
     if target_tex is None:
         target_tex = _pattern_texture(rng, 64, 64)
+    if style is not None and style.random() < 0.4:
+        target_tex = _family_texture(str(style.choice(FAMILIES)), style, 64, 64)
     target = _Sprite(target_tex, ellipse)
     n = num_frames
     views = None  # per frame: the target's texture, when it changes
@@ -378,6 +441,8 @@ def render_sequence(
         absences.append(int(covers[-1] == 0))
         cuts.append(int(x < 0 or y < 0 or x + w > fw or y + h > fh))
         visibles.append(visible)
+    if style is not None:
+        frames = _camera(frames, style)
     return SyntheticSequence(
         frames, boxes, np.array(covers), np.array(absences), np.array(cuts), visibles
     )
@@ -418,6 +483,7 @@ def make_synthetic(
     workers: int = 1,
     appearance_change: float = 0.0,
     trajectories: str | Path | None = None,
+    broad: bool = False,
 ) -> list[str]:
     """Write ``sequences`` synthetic sequences to ``out`` (a GOT-10k split folder), rendered
     by ``workers`` processes.
@@ -455,6 +521,7 @@ def make_synthetic(
         "motion": motion,
         "appearance_change": appearance_change,
         "trajectories": str(Path(trajectories).resolve()) if trajectories else None,
+        "broad": broad,
     }
     _claim_folder(out, json.loads(json.dumps(settings)))
     names = [_name(seed, i) for i in range(sequences)]
@@ -469,6 +536,7 @@ def make_synthetic(
         motion=motion,
         appearance_change=appearance_change,
         trajectories=paths,
+        broad=broad,
     )
     job = partial(_write_one, out, seed, frames, options)
     bar = tqdm(
