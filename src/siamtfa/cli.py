@@ -741,8 +741,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "convert-backbone", help="a pretrained network's backbone as --backbone-weights"
     )
-    p.add_argument("source", choices=["nanotrack"], help="nanotrack: its ONNX backbone (v1 or v2)")
-    p.add_argument("path", help="the pretrained file (nanotrack_backbone_sim_v2.onnx ...)")
+    p.add_argument(
+        "source",
+        choices=["nanotrack", "nanodet"],
+        help="nanotrack: its ONNX backbone, v1 or v2 (for --preset mobile); nanodet: its "
+        "TensorFlow.js graph, nanodet.json with nanodet.bin beside it (for --preset csp)",
+    )
+    p.add_argument("path", help="nanotrack_backbone_sim_v2.onnx, nanodet.json ...")
     p.add_argument("out", help="where to write the state dict (.pt)")
     p.set_defaults(func=cmd_convert_backbone)
 

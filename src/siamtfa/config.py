@@ -18,12 +18,14 @@ import yaml
 
 @dataclass
 class BackboneConfig:
-    # resnet (torchvision layout) or mobilenet_v3 (MobileNetV3-Small, NanoTrack's layout)
-    arch: Literal["resnet", "mobilenet_v3"] = "resnet"
+    # resnet (torchvision layout), mobilenet_v3 (MobileNetV3-Small, NanoTrack's layout) or
+    # csp (NanoDet's CSP trunk)
+    arch: Literal["resnet", "mobilenet_v3", "csp"] = "resnet"
     depth: int = 50  # ResNet depth: 18, 34, 50 or 101 (resnet only)
     frozen_stages: int = 1  # 0: stem, 1: + the stride-4 stage, ... frozen (as DESIGN); -1: none
-    # frozen_bn (DESIGN, for ImageNet weights) | bn | gn (from scratch); for mobilenet_v3, the
-    # stride-32 stage's (the rest has its BatchNorms folded into its convolutions: none)
+    # frozen_bn (DESIGN, for ImageNet weights) | bn | gn (from scratch) | none (converted
+    # weights, BatchNorms folded into the convolutions); for mobilenet_v3 the stride-32 stage's
+    # (the rest is always none)
     norm: str = "frozen_bn"
     # a local state dict: torchvision's ImageNet ResNet, or `siamtfa convert-backbone` output
     weights: str | None = None
@@ -178,12 +180,13 @@ class ConfigError(ValueError):
     """A config key is unknown or its value has the wrong type."""
 
 
-PRESETS = ("paper", "lite", "mobile")
+PRESETS = ("paper", "lite", "mobile", "csp")
 
 
 def preset(name: str) -> Config:
-    """The ``paper`` preset (ResNet-50, 1333x800), ``lite`` (ResNet-18, 640x480) or ``mobile``
-    (MobileNetV3-Small for NanoTrack's converted weights, 640x480)."""
+    """The ``paper`` preset (ResNet-50, 1333x800), ``lite`` (ResNet-18, 640x480), ``mobile``
+    (MobileNetV3-Small for NanoTrack's converted weights) or ``csp`` (NanoDet's CSP trunk for
+    its converted COCO weights), both 640x480 with a narrow pyramid."""
     if name == "paper":
         return Config()
     if name == "lite":
@@ -207,6 +210,13 @@ def preset(name: str) -> Config:
         cfg.model.backbone.norm = "gn"  # the stride-32 stage, trained from scratch
         cfg.input.mean, cfg.input.std = (0.0, 0.0, 0.0), (1 / 255,) * 3  # NanoTrack's 0..255
         cfg.model.fpn_channels = 64  # the pyramid, not the trunk, dominates the cost here
+        cfg.model.roi.fc_dim = 256
+        return cfg
+    if name == "csp":
+        cfg = preset("lite")
+        cfg.model.backbone.arch = "csp"
+        cfg.model.backbone.norm = "none"  # NanoDet's BatchNorms, folded
+        cfg.model.fpn_channels = 64
         cfg.model.roi.fc_dim = 256
         return cfg
     raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

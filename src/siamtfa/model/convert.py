@@ -1,19 +1,23 @@
 """Pretrained backbones converted into the project's backbone family, read with small
-dependencies only: NanoTrack's ONNX backbone (``onnx``) into :class:`MobileNetV3`.
+dependencies only: NanoTrack's ONNX backbone (``onnx``) into :class:`MobileNetV3`, NanoDet's
+TensorFlow.js graph (json and numpy) into :class:`CSPNet`.
 
 A converted state dict expects what the project feeds every backbone, RGB frames scaled by
-``InputConfig`` (the ``mobile`` preset keeps NanoTrack's 0..255 range): the converter turns the
-first convolution's input channels from NanoTrack's BGR to RGB.
+``InputConfig`` (``mobile`` keeps NanoTrack's 0..255 range; NanoDet's mean and std are
+ImageNet's, the default): the converters turn the first convolution's input channels from the
+networks' BGR to RGB.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from siamtfa.model.csp import CSPNet
 from siamtfa.model.mobilenet import PRETRAINED_BLOCKS, MobileNetV3
 
 
@@ -94,5 +98,94 @@ def nanotrack_backbone(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _tfjs_graph(path: Path) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """A TensorFlow.js graph model's nodes by name and its constants (fp16-stored ones cast
+    to their original dtype), read with json and numpy alone."""
+    if not path.is_file():
+        raise FileNotFoundError(f"TensorFlow.js model not found: {path}")
+    try:
+        model = json.loads(path.read_text())
+        nodes = {node["name"]: node for node in model["modelTopology"]["node"]}
+        groups = model["weightsManifest"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a TensorFlow.js graph model ({err})") from None
+    values = {}
+    for group in groups:
+        files = [path.parent / name for name in group["paths"]]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{path}: weight file not found: {', '.join(missing)}")
+        data, offset = b"".join(f.read_bytes() for f in files), 0
+        for weight in group["weights"]:
+            stored = (weight.get("quantization") or {}).get("dtype", weight["dtype"])
+            if stored not in ("float16", "float32", "int32"):
+                raise ValueError(f"{path}: {weight['name']} is stored as {stored}")
+            count = int(np.prod(weight["shape"], dtype=np.int64))
+            end = offset + count * np.dtype(stored).itemsize
+            if end > len(data):
+                raise ValueError(f"{path}: the weight files end inside {weight['name']}")
+            array = np.frombuffer(data[offset:end], stored).astype(weight["dtype"])
+            values[weight["name"]] = array.reshape(weight["shape"])
+            offset = end
+    return nodes, values
+
+
+def nanodet_backbone(path: str | Path) -> dict[str, torch.Tensor]:
+    """:class:`CSPNet` (``norm="none"``) from NanoDet's TensorFlow.js graph (``nanodet.json``
+    and the ``nanodet.bin`` beside it): its first 25 Conv2D nodes in the graph's numbering,
+    each with the bias added after it, checked against the module it fills (shape, stride,
+    padding). TensorFlow's HWIO kernels become OIHW."""
+    path = Path(path)
+    nodes, values = _tfjs_graph(path)
+    adds = {  # a convolution's output -> the constant added to it (its bias)
+        node["input"][0]: values.get(node["input"][1])
+        for node in nodes.values()
+        if node["op"] in ("Add", "AddV2") and len(node.get("input", [])) == 2
+    }
+    convs = sorted(
+        (n for n in nodes.values() if n["op"] == "Conv2D"),
+        key=lambda n: int(n["name"].rsplit("_", 1)[1]) if "_" in n["name"].rsplit("/")[-1] else 0,
+    )
+    trunk = CSPNet(norm="none", temporal=False)
+    layers = [(k, m) for k, m in trunk.named_modules() if isinstance(m, nn.Conv2d)]
+    if len(convs) < len(layers):
+        raise ValueError(f"{path}: {len(convs)} Conv2D nodes; NanoDet's backbone has {len(layers)}")
+    state = {}
+    for (key, module), node in zip(layers, convs):
+        kernel, bias = values.get(node["input"][1]), adds.get(node["name"])
+        want = tuple(module.weight.shape)
+        if kernel is None or bias is None or kernel.transpose(3, 2, 0, 1).shape != want:
+            shape = None if kernel is None else kernel.transpose(3, 2, 0, 1).shape
+            raise ValueError(f"{path}: {node['name']} has weights {shape}, {key} needs {want}")
+        strides = [int(s) for s in node["attr"]["strides"]["list"]["i"]][1:3]
+        pads = _tfjs_padding(nodes, values, node)
+        if strides != list(module.stride) or pads != list(module.padding):
+            raise ValueError(
+                f"{path}: {node['name']} has strides {strides}, padding {pads}; {key} needs "
+                f"{list(module.stride)}, {list(module.padding)}"
+            )
+        state[f"{key}.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
+        state[f"{key}.bias"] = torch.from_numpy(bias.astype(np.float32))
+    state["stem.0.0.weight"] = state["stem.0.0.weight"].flip(1)  # BGR -> RGB input
+    return state
+
+
+def _tfjs_padding(nodes: dict, values: dict, conv: dict) -> list[int]:
+    """The symmetric (height, width) zero padding before ``conv``: the ``Pad`` its input comes
+    from, through the transposes around it; [0, 0] when there is none."""
+    name = conv["input"][0]
+    while nodes[name]["op"] == "Transpose":
+        name = nodes[name]["input"][0]
+    if nodes[name]["op"] != "Pad":
+        return [0, 0]
+    pads = values[nodes[name]["input"][1]]  # NCHW order, [before, after] per axis
+    if (pads[:2] != 0).any() or (pads[2:, 0] != pads[2:, 1]).any():
+        raise ValueError(f"{conv['name']}: padding {pads.tolist()} is not symmetric in H and W")
+    return [int(pads[2, 0]), int(pads[3, 0])]
+
+
 # source: (converter, the preset whose backbone it fills, the licence of the weights)
-CONVERTERS = {"nanotrack": (nanotrack_backbone, "mobile", "Apache-2.0 (NanoTrack)")}
+CONVERTERS = {
+    "nanotrack": (nanotrack_backbone, "mobile", "Apache-2.0 (NanoTrack)"),
+    "nanodet": (nanodet_backbone, "csp", "Apache-2.0 (NanoDet)"),
+}

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from siamtfa.config import ModelConfig
 from siamtfa.model.backbone import ResNet
+from siamtfa.model.csp import CSPNet
 from siamtfa.model.fpn import FPN
 from siamtfa.model.mobilenet import MobileNetV3
 from siamtfa.model.roi_head import RoIHead
@@ -51,6 +52,8 @@ class SiamTFA(nn.Module):
         shift = (temporal.enabled, temporal.fold_div, temporal.causal)
         if bb.arch == "mobilenet_v3":
             self.backbone = MobileNetV3(bb.norm, "none", bb.frozen_stages, *shift)
+        elif bb.arch == "csp":
+            self.backbone = CSPNet(bb.norm, bb.frozen_stages, *shift)
         else:
             self.backbone = ResNet(bb.depth, bb.norm, bb.frozen_stages, *shift)
         self.fpn = FPN(self.backbone.out_channels, cfg.fpn_channels)

@@ -1,5 +1,7 @@
-"""The ``mobile`` backbone: MobileNetV3-Small with NanoTrack's converted weights, checked against
-onnxruntime running NanoTrack's own ONNX file; its temporal wiring; its training step."""
+"""Converted pretrained backbones: MobileNetV3-Small (``mobile``) with NanoTrack's weights,
+checked against onnxruntime running NanoTrack's own ONNX file, and NanoDet's CSP trunk
+(``csp``), checked against a naive numpy interpreter of its TensorFlow.js graph; their temporal
+wiring; a training step."""
 
 from __future__ import annotations
 
@@ -14,14 +16,21 @@ from siamtfa import build_model
 from siamtfa.checkpoint import save_checkpoint
 from siamtfa.cli import main
 from siamtfa.config import preset
-from siamtfa.model.convert import nanotrack_backbone
+from siamtfa.model.convert import nanodet_backbone, nanotrack_backbone
+from siamtfa.model.csp import CSPNet
 from siamtfa.model.mobilenet import MobileNetV3
+
+from .tfjs_reference import run as run_tfjs
 
 NANOTRACK = Path(__file__).resolve().parents[2] / "shared" / "models" / "nanotrack"
 ONNX = {"v1": "nanotrack_backbone_sim.onnx", "v2": "nanotrack_backbone_sim_v2.onnx"}
+NANODET = NANOTRACK.parent / "nanodet" / "nanodet.json"
 needs_nanotrack = pytest.mark.skipif(
     not NANOTRACK.is_dir(), reason="NanoTrack's ONNX files are not here"
 )
+needs_nanodet = pytest.mark.skipif(not NANODET.is_file(), reason="NanoDet's files are not here")
+# the graph's nodes that hold the backbone's C2..C5 (NCHW)
+NANODET_OUTPUTS = [f"PartitionedCall/onnx_tf_prefix_Concat_{i}" for i in (12, 27, 42, 62)]
 
 
 @needs_nanotrack
@@ -112,3 +121,65 @@ def test_mobile_training_step_trains_all_but_the_frozen_stages() -> None:
     assert grads["backbone.features.1.conv.0.weight"] is None  # the stride-4 stage, frozen
     assert grads["backbone.features.2.conv.0.weight"].abs().sum() > 0
     assert grads["backbone.features.11.conv.0.weight"].abs().sum() > 0
+
+
+@needs_nanodet
+def test_converted_nanodet_backbone_matches_the_tfjs_graph() -> None:
+    trunk = CSPNet(norm="none").eval()
+    trunk.load_state_dict(nanodet_backbone(NANODET))  # strict: every weight converted
+    bgr = np.random.default_rng(0).normal(0, 1, (1, 3, 96, 128)).astype(np.float32)
+    expected = run_tfjs(NANODET, bgr, NANODET_OUTPUTS)
+    with torch.no_grad():
+        ours = trunk(torch.from_numpy(bgr[:, ::-1].copy()))
+    for level, (c, e) in enumerate(zip(ours, expected)):
+        assert c.shape == e.shape == (1, 64 * 2**level, 24 // 2**level, 32 // 2**level)
+        assert np.abs(c.numpy() - e).max() < 1e-3
+
+
+@needs_nanodet
+def test_nanodet_converter_names_a_damaged_file(tmp_path: Path) -> None:
+    (tmp_path / "nanodet.json").write_bytes(NANODET.read_bytes())
+    (tmp_path / "nanodet.bin").write_bytes((NANODET.parent / "nanodet.bin").read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"nanodet\.json: the weight files end inside"):
+        nanodet_backbone(tmp_path / "nanodet.json")
+    (tmp_path / "nanodet.bin").unlink()
+    with pytest.raises(FileNotFoundError, match=r"weight file not found: .*nanodet\.bin"):
+        nanodet_backbone(tmp_path / "nanodet.json")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"x\.json: not a TensorFlow\.js graph model"):
+        nanodet_backbone(tmp_path / "x.json")
+
+
+def test_csp_shift_only_in_the_stride_32_stage_branches() -> None:
+    torch.manual_seed(0)
+    trunk = CSPNet().eval()
+    shifted = [i for i, s in enumerate(trunk.stages) if any(b.shift for b in s.blocks)]
+    assert shifted == [3]
+    frames = torch.randn(3, 3, 96, 96)
+    other = frames.clone()
+    other[0] += torch.randn(3, 96, 96)
+    with torch.no_grad():
+        base, moved = trunk(frames, 3), trunk(other, 3)
+        plain = CSPNet(temporal=False).eval()
+        plain.load_state_dict(trunk.state_dict())
+        torch.testing.assert_close(trunk(frames), plain(frames))  # no clip: no shift
+    for level in range(3):
+        torch.testing.assert_close(base[level][1], moved[level][1])
+    assert not torch.allclose(base[3][1], moved[3][1], atol=1e-6)
+    # the concatenated identity half of C5 ([f, a]: a, the stage's first convolution) is
+    # per frame; only f, after the shifted branches, sees the neighbours
+    torch.testing.assert_close(base[3][1, 256:], moved[3][1, 256:])
+
+
+@needs_nanodet
+def test_convert_command_feeds_the_csp_preset(tmp_path: Path) -> None:
+    out = tmp_path / "csp.pt"
+    assert main(["convert-backbone", "nanodet", str(NANODET), str(out)]) == 0
+    cfg = preset("csp")
+    cfg.model.backbone.weights = str(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = build_model(cfg)
+    torch.testing.assert_close(
+        model.backbone.stem[0][0].weight, nanodet_backbone(NANODET)["stem.0.0.weight"]
+    )
