@@ -53,3 +53,10 @@ def test_trained_default_tracks_unseen_sequences_better_than_untrained(
     # trained: 0.604 with the current default (0.449 with the previous one), untrained 0.032
     assert trained > 0.40, (trained, untrained)
     assert trained > untrained + 0.25, (trained, untrained)
+
+
+def test_tracker_without_a_model_is_the_shipped_default() -> None:
+    seq = render_sequence(31337, 7, 6)
+    ours, _ = Tracker().track(seq.frames, seq.boxes[0])
+    named, _ = Tracker(DEFAULT_CHECKPOINT, "online", "cpu").track(seq.frames, seq.boxes[0])
+    assert ours.tolist() == named.tolist()

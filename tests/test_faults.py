@@ -361,11 +361,11 @@ def interrupted_eval(tmp: Path) -> Cli:
     root = synthetic(tmp, sequences=3)
     calls = []
 
-    def track(self: OpenCVTracker, frames: list, box: Any) -> Any:
+    def track(self: OpenCVTracker, frames: list, box: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(self, frames, box)
+        return original(self, frames, box, **kwargs)
 
     original = OpenCVTracker.track
     OpenCVTracker.track = track  # undone below, whatever happens

@@ -142,6 +142,19 @@ def test_track_command(tmp_path: Path, kind: str) -> None:
     np.testing.assert_allclose(result[0], seq.boxes[0], atol=0.01)
 
 
+def test_version_and_every_option_documented(capsys: pytest.CaptureFixture) -> None:
+    from siamtfa import __version__
+    from siamtfa.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"siamtfa {__version__}"
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+
+
 def test_track_needs_a_box(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     folder = tmp_path / "f"
     folder.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import signal
 import sys
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from siamtfa import config
+from siamtfa import __version__, config
+from siamtfa.data.datasets import DATASET_KINDS
 from siamtfa.data.synthetic import MIN_SIDE
 from siamtfa.model import build_model
 
@@ -103,13 +105,12 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
 
 
 def _read_sequences(dataset: str, root: str, split: str | None):
+    """The sequences and the results layout they are filed in (GOT-10k's or OTB's)."""
     from siamtfa.data.datasets import read_dataset, read_got10k
 
-    if dataset == "got10k":
+    if dataset == "got10k" and split:
         return read_got10k(root, split), "got10k"
-    if dataset == "synthetic":
-        return read_got10k(root), "got10k"
-    return read_dataset(dataset, root), "otb"
+    return read_dataset(dataset, root), "got10k" if dataset in ("got10k", "synthetic") else "otb"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -119,6 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report,
         run_benchmark,
         submission_zip,
+        unfinished,
     )
 
     sequences, layout = _read_sequences(args.dataset, args.root, args.split)
@@ -145,6 +147,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"results written; no report yet: {err}")
         return 0
     print(format_table(results))
+    for other, done in unfinished(args.out, sequences, layout).items():
+        print(f"left out of the report, unfinished: {other} ({done}/{len(sequences)} sequences)")
     print(f"report: {Path(args.out) / 'report.json'}, plots: success.png, precision.png")
     return 0
 
@@ -180,12 +184,15 @@ def cmd_track(args: argparse.Namespace) -> int:
         box = np.array(cv2.selectROI("siamtfa: select the target", first[..., ::-1]), float)
         cv2.destroyAllWindows()
     elif args.box:
-        box = np.array([float(v) for v in args.box.split(",")])
+        try:
+            box = np.array([float(v) for v in args.box.split(",")])
+        except ValueError:
+            box = np.zeros(0)
+        if box.shape != (4,):
+            raise ValueError(f"--box must be four numbers x,y,w,h, got {args.box!r}")
     else:
         raise ValueError("give the target with --box x,y,w,h or --select")
-    tracker, _, _ = _make_tracker("siamtfa", args.checkpoint, args.mode, args)
-    if args.mode != "online":
-        raise ValueError("track processes a stream: use --mode online")
+    tracker, _, _ = _make_tracker("siamtfa", args.checkpoint, "online", args)  # a stream
     video = AnnotatedVideo(args.out, fps) if args.out else None
     tracker.init(first, box)
     boxes = [box]
@@ -234,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             video.write(
                 read_frame(path),
                 [(seq.boxes[t], (255, 255, 255)), (pred[t], (0, 255, 0))],
-                f"sequence {i + 1}/{len(sequences)} frame {t}  white: truth  green: siamtfa",
+                f"sequence {i + 1}/{len(sequences)} frame {t}\nwhite: truth, green: siamtfa",
             )
     video.close()
     per_sequence = results[name]["per_sequence"]
@@ -329,7 +336,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         seqs, sets = [], {}  # sets: by --tune spec, for the final settings' AO per set
         for spec in args.tune:
             kind, path, _ = parse_data_spec(spec)
-            sets[spec] = read_dataset("got10k" if kind == "synthetic" else kind, path)
+            sets[spec] = read_dataset(kind, path)
             seqs += sets[spec]
         names = [s.name for s in seqs]
         if len(set(names)) < len(names):  # AO is pooled over frames keyed by sequence name
@@ -518,22 +525,34 @@ def _tracker_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless it has none or already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            text += "" if "default" in text else " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siamtfa", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"siamtfa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_HelpFormatter)
 
     p = sub.add_parser("summary", help="print the model's parts and parameter counts")
-    p.add_argument("--preset", default="paper", choices=config.PRESETS)
+    p.add_argument("--preset", default="paper", choices=config.PRESETS, help="the model")
     p.add_argument("--config", help="YAML config (overrides --preset)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("demo", help="track generated sequences with the default tracker")
     p.add_argument("--out", default="siamtfa_demo", help="output folder")
-    p.add_argument("--sequences", type=_int_at_least(1), default=6)
-    p.add_argument("--frames", type=_int_at_least(2), default=40)
+    p.add_argument("--sequences", type=_int_at_least(1), default=6, help="sequences to make")
+    p.add_argument("--frames", type=_int_at_least(2), default=40, help="frames per sequence")
     p.add_argument("--seed", type=int, default=777000, help="never used for training")
-    p.add_argument("--checkpoint")
-    p.add_argument("--device")
+    p.add_argument("--checkpoint", help="siamtfa checkpoint (default: the shipped one)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     _tracker_options(p)
     p.set_defaults(func=cmd_demo)
 
@@ -545,42 +564,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="nanotrack: OpenCV's TrackerNano with the ONNX models in --model-dir",
     )
     p.add_argument("--model-dir", help="folder of NanoTrack's ONNX files (--tracker nanotrack)")
-    p.add_argument("--nanotrack-version", default="v2", choices=["v1", "v2"], help="default: v2")
-    p.add_argument("--mode", default="online", choices=["online", "clip"])
-    p.add_argument("--checkpoint")
+    p.add_argument(
+        "--nanotrack-version", default="v2", choices=["v1", "v2"], help="NanoTrack's models"
+    )
+    p.add_argument("--mode", default="online", choices=["online", "clip"], help="siamtfa's mode")
+    p.add_argument("--checkpoint", help="siamtfa checkpoint (default: the shipped one)")
     p.add_argument(
         "--dataset",
         required=True,
-        choices=["got10k", "synthetic", "otb", "uav123", "uav20l", "lasot", "folder"],
+        choices=DATASET_KINDS,
+        help="layout of --root (folder: sequence folders of frames + groundtruth.txt)",
     )
-    p.add_argument("--root", required=True)
+    p.add_argument("--root", required=True, help="the dataset's folder (or video file)")
     p.add_argument("--split", help="GOT-10k split (train, val, test)")
     p.add_argument("--out", required=True, help="results folder (one subfolder per tracker)")
     p.add_argument("--shard", default="0/1", help="i/n: this machine's share of sequences")
     p.add_argument("--name", help="results subfolder (default: tracker and mode)")
-    p.add_argument("--device")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     _tracker_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("track", help="track an object in a video, frame folder or webcam")
     p.add_argument("input", help="video file, frame folder, or webcam index")
-    p.add_argument("--box", help="x,y,w,h of the target in the first frame")
+    p.add_argument(
+        "--box", help="the target in the first frame: x,y,w,h in pixels, 0-based top-left"
+    )
     p.add_argument("--select", action="store_true", help="draw the box (needs a display)")
-    p.add_argument("--checkpoint")
-    p.add_argument("--mode", default="online", choices=["online"])
+    p.add_argument("--checkpoint", help="siamtfa checkpoint (default: the shipped one)")
     p.add_argument("--out", help="annotated MP4")
     p.add_argument("--boxes", help="text file of x,y,w,h per frame")
-    p.add_argument("--device")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     _tracker_options(p)
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("make-synthetic", help="write synthetic sequences (GOT-10k layout)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--sequences", type=_int_at_least(1), default=20)
-    p.add_argument("--frames", type=_int_at_least(2), default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=_int_at_least(MIN_SIDE), default=320)
-    p.add_argument("--height", type=_int_at_least(MIN_SIDE), default=240)
+    p.add_argument("--out", required=True, help="folder (refused if it holds something else)")
+    p.add_argument("--sequences", type=_int_at_least(1), default=20, help="how many")
+    p.add_argument("--frames", type=_int_at_least(2), default=100, help="frames per sequence")
+    p.add_argument("--seed", type=int, default=0, help="sequence i of a seed is always the same")
+    p.add_argument("--width", type=_int_at_least(MIN_SIDE), default=320, help="frame width")
+    p.add_argument("--height", type=_int_at_least(MIN_SIDE), default=240, help="frame height")
     p.add_argument(
         "--textures",
         help="folder of TRAINING sequences whose frames and boxes "
@@ -636,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         action="append",
         metavar="KIND=PATH[:WEIGHT]",
-        help="got10k, lasot, otb, uav123, uav20l, folder or synthetic; repeatable",
+        help=f"KIND: {', '.join(DATASET_KINDS)}; WEIGHT: its share of the samples; repeatable",
     )
     p.add_argument("--out", help="run folder (checkpoints, logs)")
     p.add_argument(
@@ -752,7 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert_backbone)
 
     p = sub.add_parser("plot-log", help="draw a run's loss curves (PNG)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a training run's folder")
     p.add_argument("--out", help="PNG path (default RUN_DIR/loss_curve.png)")
     p.set_defaults(func=cmd_plot_log)
     return parser

@@ -333,6 +333,7 @@ def read_video(video: str | Path, box_file: str | Path | None = None) -> list[Se
 
 READERS = {
     "got10k": read_got10k,
+    "synthetic": read_got10k,  # make-synthetic writes the GOT-10k layout
     "lasot": read_lasot,
     "otb": read_otb,
     "uav123": lambda root: read_uav(root, "UAV123"),
@@ -342,7 +343,11 @@ READERS = {
 }
 
 
+DATASET_KINDS = tuple(READERS)  # for --data, --val, --tune, eval --dataset and their errors
+
+
 def read_dataset(kind: str, root: str | Path) -> list[Sequence]:
+    """The sequences of a ``kind`` (one of ``DATASET_KINDS``) dataset at ``root``."""
     if kind not in READERS:
         raise DatasetError(f"unknown dataset kind {kind!r}: use one of {', '.join(READERS)}")
     sequences = READERS[kind](root)

@@ -107,15 +107,20 @@ def run_benchmark(
         for s in shard_sequences(sequences, shard)
         if not is_finished(out, tracker_name, s, layout)
     ]
-    for seq in tqdm(todo, desc=tracker_name, disable=not progress):
+    bar = tqdm(
+        total=sum(len(s) for s in todo), desc=tracker_name, unit="frame", disable=not progress
+    )
+    for i, seq in enumerate(todo):
         if not np.isfinite(seq.boxes[0]).all():
             raise ValueError(f"{seq.name}: the first frame has no box to start from")
-        boxes, times = tracker.track(seq.frames, seq.boxes[0])
+        bar.set_postfix_str(f"{seq.name} ({i + 1}/{len(todo)})")
+        boxes, times = tracker.track(seq.frames, seq.boxes[0], on_frame=bar.update)
         if layout == "got10k":
             write_got10k_result(out / tracker_name, seq.name, boxes, times)
         else:
             write_otb_result(out / tracker_name, seq.name, boxes, times)
         done.append(seq.name)
+    bar.close()
     return done
 
 
@@ -153,6 +158,18 @@ def evaluate(out: str | Path, tracker_name: str, sequences: list[Sequence], layo
         },
         "per_sequence": {n: {**got.per_sequence[n], **otb.per_sequence[n]} for n in gts},
     }
+
+
+def unfinished(out: str | Path, sequences: list[Sequence], layout: str) -> dict[str, int]:
+    """The tracker folders in ``out`` without results for all ``sequences`` (which ``report``
+    leaves out), with how many they have."""
+    out = Path(out)
+    counts = {
+        p.name: finished(out, p.name, sequences, layout)
+        for p in sorted(out.iterdir())
+        if p.is_dir()
+    }
+    return {name: n for name, n in counts.items() if n < len(sequences)}
 
 
 def report(out: str | Path, sequences: list[Sequence], layout: str, title: str = "") -> dict:
@@ -193,20 +210,21 @@ def plot_curves(results: dict, out: Path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for kind, xs, xlabel, key, score in (
-        ("success", IOU_THRESHOLDS_OTB, "overlap threshold", "success", "auc"),
+    for kind, xs, xlabel, key, score, label in (
+        ("success", IOU_THRESHOLDS_OTB, "overlap threshold", "success", "auc", "AUC"),
         (
             "precision",
             PIXEL_THRESHOLDS,
             "location error threshold (px)",
             "precision",
             "precision20",
+            "at 20 px",
         ),
     ):
         fig, ax = plt.subplots(figsize=(6, 5))
         ranked = sorted(results.items(), key=lambda kv: -kv[1]["overall"][score])
         for name, r in ranked:
-            ax.plot(xs, r["curves"][key], lw=2, label=f"{name} [{r['overall'][score]:.3f}]")
+            ax.plot(xs, r["curves"][key], lw=2, label=f"{name} [{label} {r['overall'][score]:.3f}]")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("success rate" if kind == "success" else "precision")
         ax.set_title(f"{kind.capitalize()} plot{' — ' + title if title else ''}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,8 +22,12 @@ class BaseTracker:
     def update(self, image) -> np.ndarray:
         raise NotImplementedError
 
-    def track(self, img_files: list, box, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes ``[N, 4]`` (frame 0 = ``box``) and seconds per frame ``[N]``."""
+    def track(
+        self, img_files: list, box, visualize: bool = False, on_frame: Callable | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``[N, 4]`` (frame 0 = ``box``) and seconds per frame ``[N]``; ``on_frame(k)``
+        is called as each k more frames are done (a progress bar's ``update``)."""
+        on_frame = on_frame or (lambda k: None)
         n = len(img_files)
         if n == 0:
             raise ValueError("track needs at least one frame")
@@ -30,8 +35,10 @@ class BaseTracker:
         start = time.perf_counter()
         boxes[0] = self.init(img_files[0], box)
         times[0] = time.perf_counter() - start
+        on_frame(1)
         for i in range(1, n):
             start = time.perf_counter()
             boxes[i] = self.update(img_files[i])
             times[i] = time.perf_counter() - start
+            on_frame(1)
         return boxes, times

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,11 +143,12 @@ def _candidates(det: dict[str, Tensor], region: T.Region) -> tuple[np.ndarray, n
 
 
 class Tracker(BaseTracker):
-    """``Tracker(model_or_checkpoint, mode="online", device=None)``."""
+    """``Tracker(model_or_checkpoint=None, mode="online", device=None)``; no model: the shipped
+    default checkpoint."""
 
     def __init__(
         self,
-        model: SiamTFA | str | Path,
+        model: SiamTFA | str | Path | None = None,
         mode: str = "online",
         device: str | torch.device | None = None,
         input_cfg: InputConfig | None = None,
@@ -162,6 +164,11 @@ class Tracker(BaseTracker):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if model is None:
+            model, default_input, trained = default_tracker_source()
+            input_cfg = input_cfg or default_input
+            if not trained:
+                warnings.warn(f"{DEFAULT_CHECKPOINT} not found: UNTRAINED weights", stacklevel=2)
         loaded = isinstance(model, (str, Path))
         if loaded:
             model, cfg = load_model(model, self.device)
@@ -318,11 +325,14 @@ class Tracker(BaseTracker):
         self._update_template(frame, region, score)
         return self.box.copy()
 
-    def track(self, img_files: list, box, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes ``[N, 4]`` (frame 0 = ``box``) and seconds per frame ``[N]``."""
+    def track(
+        self, img_files: list, box, visualize: bool = False, on_frame: Callable | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``[N, 4]`` (frame 0 = ``box``) and seconds per frame ``[N]``; ``on_frame(k)``
+        is called as each k more frames are done."""
         if self.mode == "online":
-            return super().track(img_files, box)
-        boxes, times = super().track(img_files[:1], box)  # init (and checks)
+            return super().track(img_files, box, on_frame=on_frame)
+        boxes, times = super().track(img_files[:1], box, on_frame=on_frame)  # init, checks
         n = len(img_files)
         boxes, times = np.concatenate([boxes, np.zeros((n - 1, 4))]), np.pad(times, (0, n - 1))
         for first in range(1, n, self.clip_len):
@@ -330,6 +340,8 @@ class Tracker(BaseTracker):
             start = time.perf_counter()
             boxes[idx] = self._track_clip([img_files[i] for i in idx])
             times[idx] = (time.perf_counter() - start) / len(idx)
+            if on_frame is not None:
+                on_frame(len(idx))
         return boxes, times
 
     @torch.inference_mode()

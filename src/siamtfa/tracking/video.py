@@ -80,9 +80,17 @@ class AnnotatedVideo:
             if np.isfinite(box).all():
                 x, y, w, h = (round(v) for v in box)
                 cv2.rectangle(img, (x, y), (x + w, y + h), rgb[::-1], 2)
-        if text:
+        for i, line in enumerate(text.splitlines()):  # one line each: nothing cut off
+            scale = min(0.5, 0.5 * (img.shape[1] - 12) / max(9 * len(line), 1))
             cv2.putText(
-                img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
+                img,
+                line,
+                (6, 18 + 18 * i),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                scale,
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
             )
         self.writer.write(img)
 

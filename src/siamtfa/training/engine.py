@@ -158,13 +158,12 @@ def validate(model: nn.Module, cfg: Config, sequences: list, device: torch.devic
 
 
 def read_sources(data: list[str]) -> list[Source]:
-    """The training sets of ``kind=path[:weight]`` specs (``synthetic`` reads as ``got10k``)."""
+    """The training sets of ``kind=path[:weight]`` specs."""
     if not data:
         raise ValueError("no training data: give --data KIND=PATH[:WEIGHT]")
     sources = []
     for spec in data:
         kind, path, weight = parse_data_spec(spec)
-        kind = "got10k" if kind == "synthetic" else kind
         sources.append(Source(f"{kind}:{path}", read_dataset(kind, path), weight))
     return sources
 
@@ -272,7 +271,7 @@ class Trainer:
         self.val_seqs: list[Sequence] = []
         if val and tc.val_every:
             kind, path, _ = parse_data_spec(val)
-            self.val_seqs = read_dataset("got10k" if kind == "synthetic" else kind, path)
+            self.val_seqs = read_dataset(kind, path)
         self.wrapped: nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
