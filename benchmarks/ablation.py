@@ -36,7 +36,6 @@ VARIANTS = {  # name: (temporal aggregation, adversarial dropout), Table 1's row
     "+adv": (False, True),
 }
 HELD_OUT_SEED = 9100  # never used for training
-SHARED_REAL_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "train"
 
 
 def main() -> None:
@@ -57,8 +56,8 @@ def main() -> None:
     parser.add_argument("--init", help="checkpoint every variant starts from (fine-tuning)")
     parser.add_argument(
         "--textures",
-        default=str(SHARED_REAL_TRAIN),
-        help="training sequences that texture the held-out benchmark, as in training ('' = none)",
+        help="training sequences that texture the held-out benchmark, as in training "
+        "(default: none)",
     )
     parser.add_argument("--sequences", type=int, default=20)
     parser.add_argument("--frames", type=int, default=100)

@@ -1,13 +1,14 @@
 """Accuracy of siamtfa (online and clip), NanoTrack v2, CSRT and KCF on (a) a held-out
-synthetic benchmark (seed 9000: never used for training; textured from the real *train*
-sequences like the training data) and (b) every real test sequence in ../shared/data.
+synthetic benchmark (seed 9000: never used for training; textured with --textures, training
+sequences, like the training data) and (b) the real test sequences in --real.
 
 One ``siamtfa eval`` run per tracker and benchmark (results resume if interrupted); prints one
-table (AO, SR0.5, SR0.75, AUC, precision@20, FPS), each siamtfa row's AO difference to CSRT
-and KCF with a 95 % interval (paired bootstrap over sequences), and leaves success/precision
-plots in ``OUT/<benchmark>/``.
+table (AO, SR0.5, SR0.75, AUC, precision@20, FPS), each siamtfa row's AO difference to every
+other tracker with a 95 % interval (paired bootstrap over sequences), and leaves
+success/precision plots in ``OUT/<benchmark>/``.
 
-    python benchmarks/accuracy.py --checkpoint runs/x/last.pt [--out results/accuracy]
+    python benchmarks/accuracy.py [--checkpoint C] --real DIR --textures DIR \
+        --nanotrack-dir DIR [--out results/accuracy] [--baseline OTHER.pt]
 """
 
 from __future__ import annotations
@@ -20,24 +21,26 @@ from siamtfa.cli import main as siamtfa
 from siamtfa.evaluation import ao_difference
 
 HELD_OUT_SEED = 9000  # training data uses other seeds (e.g. 1000)
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SHARED_REAL = SHARED / "data" / "real"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="default: the shipped default checkpoint")
+    parser.add_argument(
+        "--baseline",
+        help="another checkpoint, tracked online as 'baseline-online' (a release decision's "
+        "paired comparison; default: none)",
+    )
     parser.add_argument("--out", default="results/accuracy")
     parser.add_argument(
         "--sequences", type=int, default=30, help="synthetic sequences (10 cannot resolve 0.1 AO)"
     )
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument(
-        "--real", default=str(SHARED_REAL / "test"), help="folder of real test sequences"
+        "--real", help="folder of real test sequences (frames + groundtruth.txt; default: none)"
     )
     parser.add_argument(
         "--textures",
-        default=str(SHARED_REAL / "train"),
         help="training sequences that texture the synthetic benchmark, as in training ('' = none)",
     )
     parser.add_argument(
@@ -55,8 +58,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--nanotrack-dir",
-        default=str(SHARED / "models" / "nanotrack"),
-        help="NanoTrack's ONNX files (default: %(default)s)",
+        help="NanoTrack's ONNX files (default: none, no nanotrack row)",
     )
     args = parser.parse_args()
     out = Path(args.out)
@@ -76,11 +78,13 @@ def main() -> None:
         + (["--textures", args.textures] if args.textures and Path(args.textures).is_dir() else [])
     )
     benchmarks = [("synthetic", "synthetic", synthetic)]
-    if Path(args.real).is_dir():
+    if args.real:
         benchmarks.append(("real", "folder", Path(args.real)))
+    trackers = [t for t in args.trackers if t != "nanotrack" or args.nanotrack_dir]
+    trackers += ["baseline"] if args.baseline else []
     reports = {}
     for bench, kind, root in benchmarks:
-        for name in args.trackers:
+        for name in trackers:
             tracker, _, mode = name.partition("-")
             mode, _, rule = mode.partition("-")
             cmd = [
@@ -96,6 +100,9 @@ def main() -> None:
             ]
             if tracker == "nanotrack":
                 cmd += ["--model-dir", args.nanotrack_dir]
+            if tracker == "baseline":
+                cmd[2] = "siamtfa"
+                cmd += ["--checkpoint", args.baseline, "--name", "baseline-online"]
             if tracker == "siamtfa":
                 cmd += ["--mode", mode] + (["--paper-rule"] if rule == "paper-rule" else [])
                 cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []

@@ -21,7 +21,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from siamtfa.data.synthetic import SyntheticSequence
 
 S320 = (320, 240)  # the input box of the fast rows
-NANOTRACK = Path(__file__).resolve().parents[2] / "shared" / "models" / "nanotrack"
 
 # name: (preset, mode, input (max, min) or None for the preset's, fast, temporal, tuned,
 # compiled): the network alone runs the paper's tracking rule; "tuned" adds the --checkpoint's
@@ -211,9 +209,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3, help="timed passes; the fastest counts")
     parser.add_argument("--checkpoint", help="trained lite checkpoint (default: random weights)")
     parser.add_argument(
-        "--nanotrack-dir",
-        default=str(NANOTRACK),
-        help="NanoTrack's ONNX files (default: %(default)s)",
+        "--nanotrack-dir", help="NanoTrack's ONNX files (default: none, no nanotrack row)"
     )
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS))
     parser.add_argument("--worker")
@@ -225,9 +221,10 @@ def main() -> None:
     print(f"{device}; 640x480 frames, FPS over the frames after init (decode excluded)")
     print(f"{'configuration':<36} {'FPS':>7} {'ms/frame':>9} {'peak MB':>8} {'frames':>6}")
     results = {}
-    for name in args.only or CONFIGS:
+    for name in args.only or [c for c in CONFIGS if c != "nanotrack v2" or args.nanotrack_dir]:
         cmd = [sys.executable, __file__, "--worker", name, "--frames", str(args.frames)]
-        cmd += ["--passes", str(args.passes), "--nanotrack-dir", args.nanotrack_dir]
+        cmd += ["--passes", str(args.passes)]
+        cmd += ["--nanotrack-dir", args.nanotrack_dir] if args.nanotrack_dir else []
         cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -40,6 +40,7 @@ def test_checkpoint_is_small_fp16_and_loads_weights_only() -> None:
     assert trained and source == DEFAULT_CHECKPOINT
 
 
+@pytest.mark.slow
 def test_trained_default_tracks_unseen_sequences_better_than_untrained(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -116,6 +116,7 @@ class Case:
     run: Callable[[Path], Any]  # does the wrong thing; returns a Cli or a value, or raises
     error: str | None = None  # regex the error must match; None: it must succeed
     check: Callable[[Path, Any], None] | None = None  # what must hold afterwards
+    slow: bool = False  # trains a model: left out by -m "not slow"
 
 
 def new_run_on_a_run(tmp: Path) -> Cli:
@@ -504,7 +505,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+for case in CASES:  # the cases that train a model first
+    case.slow = case.name.startswith(("train --out", "failed start", "--resume", "stale .tmp"))
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.name, marks=[pytest.mark.slow] * c.slow) for c in CASES]
+)
 def test_fault(case: Case, tmp_path: Path) -> None:
     try:
         result = case.run(tmp_path)
@@ -587,6 +594,7 @@ def _logged_rows(path: Path) -> int:
     return max(len(path.read_text().splitlines()) - 1, 0) if path.is_file() else 0
 
 
+@pytest.mark.slow
 def test_train_stopped_by_a_signal_exits_nonzero(tmp_path: Path) -> None:
     """SIGINT to the process alone (Ctrl-C): checkpointed, exit status 130."""
     run = tmp_path / "run"

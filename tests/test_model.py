@@ -157,6 +157,7 @@ def synthetic_batch(size: int = 448):
     )
 
 
+@pytest.mark.slow
 def test_training_step_losses_and_gradients() -> None:
     model = small_model().train()
     t_img, t_box, s_img, s_box = synthetic_batch()
@@ -187,6 +188,7 @@ def test_absent_target_frames_train_as_background() -> None:
     assert all(torch.isfinite(v) for v in losses.values())
 
 
+@pytest.mark.slow
 def test_short_overfit_halves_the_loss() -> None:
     model = small_model().train()
     g = torch.Generator().manual_seed(0)

@@ -238,6 +238,7 @@ def _centre_path(seq) -> np.ndarray:
     return centre - centre[0]
 
 
+@pytest.mark.slow
 def test_motion_scales_the_target_path(tmp_path: Path) -> None:
     # the walk is linear in its step: a factor k moves the centre k times as far from its start
     # (up to rounding the box to whole pixels, +-0.5 px per centre); sizes are unchanged.

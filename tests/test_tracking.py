@@ -77,6 +77,7 @@ def test_clip_mode_equals_batch_forward_on_each_clip() -> None:
         tracker.update(video[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["online", "clip"])
 def test_compiled_search_gives_the_eager_boxes(mode: str) -> None:
     # float32: the pre-packed (oneDNN) kernels that freezing brings take no float64. Only the
@@ -125,6 +126,7 @@ def test_bf16_tracker_gives_the_boxes_of_autocast_and_leaves_the_model_float32()
             np.testing.assert_allclose(boxes[clip], expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_compiled_search_keeps_the_eager_shift_past() -> None:
     # online mode: each call leaves the layer4 blocks' past channels in the stream for the
     # next frame; compiled, they must be the eager ones (with inductor's freezing, a frozen-BN
@@ -217,6 +219,7 @@ def _template_at(tracker: Tracker, frame: np.ndarray, box: np.ndarray) -> torch.
         return tracker.model.template_features(tracker._prepare(frame)[0], xyxy)
 
 
+@pytest.mark.slow
 def test_template_update_blends_the_answer_into_the_first_template() -> None:
     from siamtfa.config import TrackingConfig
 

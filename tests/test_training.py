@@ -55,6 +55,7 @@ def test_lr_schedule_matches_design() -> None:
     assert lr_at(600, cfg, world_size=4) == pytest.approx(4e-2)  # linear scaling
 
 
+@pytest.mark.slow
 def test_a_few_dozen_iterations_lower_the_loss(tmp_path: Path, data: list[str]) -> None:
     result = train(tiny_config(30), data, tmp_path, progress=False)
     rows = (tmp_path / "log.csv").read_text().splitlines()
@@ -78,6 +79,7 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path: Path, data: list[str], one_thread: None) -> None:
     straight = train(tiny_config(6), data, tmp_path / "a", progress=False)
     first = train(tiny_config(6), data, tmp_path / "b", progress=False, stop_after=3)
@@ -97,6 +99,7 @@ def test_resume_continues_exactly(tmp_path: Path, data: list[str], one_thread: N
     torch.testing.assert_close(on_disk["roi_head.cls.weight"], a["roi_head.cls.weight"])
 
 
+@pytest.mark.slow
 def test_time_limit_checkpoints_and_resume_finishes(tmp_path: Path, data: list[str]) -> None:
     # a limit of 0 s is passed after the first iteration: stop there, checkpointed
     first = train(tiny_config(3), data, tmp_path, progress=False, time_limit=0.0)
@@ -105,6 +108,7 @@ def test_time_limit_checkpoints_and_resume_finishes(tmp_path: Path, data: list[s
     assert resumed.iteration == 3
 
 
+@pytest.mark.slow
 def test_resume_can_replan_the_length(tmp_path: Path, data: list[str]) -> None:
     train(tiny_config(6), data, tmp_path, progress=False, stop_after=2)
     result = train(tiny_config(6), [], tmp_path, resume=True, progress=False, iterations=4)
@@ -117,6 +121,7 @@ def test_resume_can_replan_the_length(tmp_path: Path, data: list[str]) -> None:
     assert lrs[3] == pytest.approx(lr_at(3, tiny_config(4).train))
 
 
+@pytest.mark.slow
 def test_init_starts_from_a_checkpoints_weights(tmp_path: Path, data: list[str]) -> None:
     first = train(tiny_config(3), data, tmp_path / "a", progress=False)
     # lr 0: the fine-tuning run's weights stay the ones it started from; the temporal switch
@@ -133,6 +138,7 @@ def test_init_starts_from_a_checkpoints_weights(tmp_path: Path, data: list[str])
         train(other, data, tmp_path / "c", progress=False)
 
 
+@pytest.mark.slow
 def test_periodic_validation_keeps_the_best(tmp_path: Path, data: list[str]) -> None:
     from siamtfa.tracking import Tracker
 
@@ -184,6 +190,7 @@ torch.save(result.model.state_dict(), os.path.join(sys.argv[2], f"rank{os.enviro
 """
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_gloo(tmp_path: Path, data: list[str]) -> None:
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)

@@ -52,6 +52,7 @@ def test_replay_reproduces_the_tracker(sequences) -> None:
             record(Tracker(model, "online", "cpu", tracking=changes_rois), seqs, False)
 
 
+@pytest.mark.slow
 def test_grid_search_finds_the_motion_prior_a_distractor_needs() -> None:
     # the target walks right by 4 px a frame; a look-alike far away always scores higher
     n = 20
@@ -71,6 +72,7 @@ def test_grid_search_finds_the_motion_prior_a_distractor_needs() -> None:
     assert [ao for ao, _ in ranked] == sorted((ao for ao, _ in ranked), reverse=True)
 
 
+@pytest.mark.slow
 def test_grid_search_finds_the_lead_a_fast_target_needs() -> None:
     # the target runs right by 1.5 box sizes a frame; from frame 2 on, a look-alike scoring
     # higher sits where the target was a frame earlier: only a window that leads by the last
@@ -87,6 +89,7 @@ def test_grid_search_finds_the_lead_a_fast_target_needs() -> None:
     assert max(ao for ao, cfg in ranked if cfg.window_lead == 0) < 0.2
 
 
+@pytest.mark.slow
 def test_export_writes_a_tuned_half_precision_checkpoint(tmp_path: Path, sequences) -> None:
     root, seqs = sequences
     model = small_model().eval()
@@ -108,6 +111,7 @@ def test_export_writes_a_tuned_half_precision_checkpoint(tmp_path: Path, sequenc
     assert boxes.shape == (len(seqs[0]), 4) and np.isfinite(boxes).all()
 
 
+@pytest.mark.slow
 def test_export_pools_several_tune_sets(
     tmp_path: Path, sequences, capsys: pytest.CaptureFixture
 ) -> None:
@@ -137,6 +141,7 @@ def test_export_pools_several_tune_sets(
     assert "share sequence names" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_keeps_the_search_region_that_tracks_best(
     tmp_path: Path, sequences, capsys: pytest.CaptureFixture
 ) -> None:
@@ -158,6 +163,7 @@ def test_export_keeps_the_search_region_that_tracks_best(
     assert "need --tune" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_keeps_the_template_update_that_tracks_best(tmp_path: Path, sequences) -> None:
     root, seqs = sequences
     model, last, out = _untrained_checkpoint(tmp_path)
@@ -173,6 +179,7 @@ def test_export_keeps_the_template_update_that_tracks_best(tmp_path: Path, seque
     assert ao == pytest.approx(scores[f"{kept['template_update']:g}"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_export_keeps_the_size_lr_that_tracks_best(tmp_path: Path, sequences) -> None:
     root, seqs = sequences
     model, last, out = _untrained_checkpoint(tmp_path)
@@ -193,6 +200,7 @@ def test_export_keeps_the_size_lr_that_tracks_best(tmp_path: Path, sequences) ->
     assert load_checkpoint(out)["config"]["tracking"]["size_lr"] == 0.4
 
 
+@pytest.mark.slow
 def test_export_keeps_the_window_that_tracks_best(
     tmp_path: Path, sequences, capsys: pytest.CaptureFixture
 ) -> None:
@@ -229,6 +237,7 @@ def test_export_keeps_the_window_that_tracks_best(
         assert exit_status.value.code == 2 and "SIGMA:INFLUENCE" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_keeps_the_proposal_count_that_tracks_best(tmp_path: Path, sequences) -> None:
     root, seqs = sequences
     model, last, out = _untrained_checkpoint(tmp_path)
@@ -252,6 +261,7 @@ def test_export_keeps_the_proposal_count_that_tracks_best(tmp_path: Path, sequen
     assert siamtfa(["export", str(last), str(out), "--proposals", "0"]) == 2
 
 
+@pytest.mark.slow
 def test_export_keeps_the_input_size_that_tracks_best(
     tmp_path: Path, sequences, capsys: pytest.CaptureFixture
 ) -> None:

@@ -179,7 +179,7 @@ class Tracker(BaseTracker):
         self.dtype = next(self.model.parameters()).dtype  # of the prepared frames
         self.bf16 = precision == "bf16"  # autocast: convolutions and FCs in bfloat16
         # NHWC by default on CPUs, where oneDNN's convolutions are faster in it (fp32 lite: ~8 %;
-        # the same answers to 1e-4 mean IoU, bf16_agreement.py); GPUs keep NCHW unless asked
+        # the same answers to 1e-4 mean IoU); GPUs keep NCHW unless asked
         if channels_last is None:
             channels_last = self.device.type == "cpu"
         self.channels_last = channels_last
