@@ -29,7 +29,6 @@ class RoIHead(nn.Module):
         nn.init.zeros_(self.cls.bias)
         nn.init.zeros_(self.reg.bias)
         self.coder = BoxCoder(cfg.box_coder_weights)
-        self.adv_weight = adv.weight
         self.dropout = (
             AdversarialDropout(adv.mode, adv.delta, adv.keep_prob) if adv.enabled else None
         )
