@@ -131,7 +131,7 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     num_workers: int = 2
-    val_every: int = 0  # iterations between validations (AO on --val sequences); 0: off
+    val_every: int = 0  # iterations between validations (and at the end); 0: off
     init: str | None = None  # siamtfa checkpoint whose model weights start the run (fine-tuning)
 
 

@@ -465,7 +465,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}")
                     bar.update(1)
                 stop_now = self._should_stop(stop.requested, began, time_limit)
-                if self.val_seqs and it % tc.val_every == 0:
+                if self.val_seqs and (it % tc.val_every == 0 or it == tc.iterations):
                     ao = self.validate(run_log)
                     if ao is not None:
                         bar.write(
