@@ -322,9 +322,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     prior, the search region and the template update tuned on --tune sequences when given."""
     from siamtfa.checkpoint import load_checkpoint, save_checkpoint
     from siamtfa.data.datasets import read_dataset
+    from siamtfa.evaluation.score import score
     from siamtfa.tracking import Tracker, load_model
     from siamtfa.tracking.selection import is_paper_rule
-    from siamtfa.tracking.tuning import average_overlap, grid_search, pooled_ao, record, track_all
+    from siamtfa.tracking.tuning import average_overlap, grid_search, record, track_all
     from siamtfa.training.engine import parse_data_spec
 
     if args.proposals and min(args.proposals) < 1:
@@ -365,7 +366,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if key not in tracked:
             tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
             tracked[key] = track_all(tracker, seqs)
-        return pooled_ao(tracked[key], seqs if subset is None else subset)
+        return score(tracked[key], seqs if subset is None else subset).ao
 
     for section, name, flag, values in (
         (cfg.tracking, "search_target_size", "search-target-size", args.search_target_size),

@@ -18,19 +18,14 @@ import numpy as np
 
 from siamtfa.data.datasets import Sequence
 from siamtfa.data.io import atomic_write_text
-from siamtfa.data.sampling import frame_size
-from siamtfa.evaluation.metrics import (
-    IOU_THRESHOLDS_OTB,
-    PIXEL_THRESHOLDS,
-    got10k_metrics,
-    otb_metrics,
-)
+from siamtfa.evaluation.metrics import IOU_THRESHOLDS_OTB, PIXEL_THRESHOLDS, otb_metrics
 from siamtfa.evaluation.results import (
     is_complete,
     read_result,
     write_got10k_result,
     write_otb_result,
 )
+from siamtfa.evaluation.score import score
 
 log = logging.getLogger(__name__)
 
@@ -127,20 +122,18 @@ def run_benchmark(
 def evaluate(out: str | Path, tracker_name: str, sequences: list[Sequence], layout: str) -> dict:
     """Every metric of one tracker's results on ``sequences`` (all must be finished)."""
     out = Path(out)
-    preds, gts, covers, res, seconds, frames = {}, {}, {}, {}, 0.0, 0
+    preds, seconds, frames = {}, 0.0, 0
     for seq in sequences:
         box_file, time_file = result_paths(out, tracker_name, seq.name, layout)
         if not box_file.is_file():
             raise FileNotFoundError(f"{box_file}: no result for {seq.name}")
         preds[seq.name] = read_result(box_file, len(seq))
-        gts[seq.name] = seq.boxes
-        covers[seq.name] = seq.cover if seq.cover is not None else np.where(seq.visible, 8, 0)
-        res[seq.name] = frame_size(seq)
         if time_file.is_file():
             t = np.loadtxt(time_file, ndmin=1)[1:]
             seconds += float(t[t > 0].sum())
             frames += int((t > 0).sum())
-    got = got10k_metrics(preds, gts, covers, res)
+    got = score(preds, sequences)
+    gts = {s.name: s.boxes for s in sequences}
     otb = otb_metrics(preds, gts)
     return {
         "overall": {
@@ -210,7 +203,7 @@ def plot_curves(results: dict, out: Path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for kind, xs, xlabel, key, score, label in (
+    for kind, xs, xlabel, key, metric, label in (
         ("success", IOU_THRESHOLDS_OTB, "overlap threshold", "success", "auc", "AUC"),
         (
             "precision",
@@ -222,9 +215,10 @@ def plot_curves(results: dict, out: Path, title: str = "") -> None:
         ),
     ):
         fig, ax = plt.subplots(figsize=(6, 5))
-        ranked = sorted(results.items(), key=lambda kv: -kv[1]["overall"][score])
+        ranked = sorted(results.items(), key=lambda kv: -kv[1]["overall"][metric])
         for name, r in ranked:
-            ax.plot(xs, r["curves"][key], lw=2, label=f"{name} [{label} {r['overall'][score]:.3f}]")
+            value = r["overall"][metric]
+            ax.plot(xs, r["curves"][key], lw=2, label=f"{name} [{label} {value:.3f}]")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("success rate" if kind == "success" else "precision")
         ax.set_title(f"{kind.capitalize()} plot{' — ' + title if title else ''}")

@@ -3,8 +3,8 @@
 In ``online`` mode with the whole frame searched and the first template kept, the network's
 ranked RoIs do not depend on the boxes chosen before: each sequence is run through the network
 once and every candidate setting is replayed on the stored RoIs, which makes a grid search cost
-seconds. The search region and the template update do change the RoIs; ``tracking_ao`` scores
-them by tracking in full.
+seconds. The search region and the template update do change the RoIs; those are scored by
+tracking in full (``track_all``, then ``siamtfa.evaluation.score``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from tqdm import tqdm
 from siamtfa.config import TrackingConfig
 from siamtfa.data.datasets import Sequence
 from siamtfa.data.sampling import frame_size
-from siamtfa.evaluation.metrics import GOT10kResult, got10k_metrics
+from siamtfa.evaluation.metrics import got10k_metrics
+from siamtfa.evaluation.score import cover_of
 from siamtfa.tracking.selection import next_box
 from siamtfa.tracking.tracker import Tracker
 
@@ -40,11 +41,6 @@ class RecordedSequence:
     cover: np.ndarray
     size: tuple[int, int]  # W, H
     candidates: list[tuple[np.ndarray, np.ndarray]]  # per frame 1..N-1: boxes xyxy, scores
-
-
-def cover_of(seq: Sequence) -> np.ndarray:
-    """GOT-10k cover labels (0..8), or 8 / 0 from visibility where a dataset has none."""
-    return seq.cover if seq.cover is not None else seq.visible.astype(int) * 8
 
 
 def record(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -> list:
@@ -97,27 +93,6 @@ def track_all(
     }
 
 
-def scored(boxes: dict[str, np.ndarray], sequences: list[Sequence]) -> GOT10kResult:
-    """GOT-10k metrics of ``boxes`` (by sequence name) over ``sequences``."""
-    return got10k_metrics(
-        {s.name: boxes[s.name] for s in sequences},
-        {s.name: s.boxes for s in sequences},
-        {s.name: cover_of(s) for s in sequences},
-        {s.name: frame_size(s) for s in sequences},
-    )
-
-
-def pooled_ao(boxes: dict[str, np.ndarray], sequences: list[Sequence]) -> float:
-    """GOT-10k AO of ``boxes`` (by sequence name) over ``sequences``, frames pooled."""
-    return scored(boxes, sequences).ao
-
-
-def tracking_ao(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -> float:
-    """GOT-10k AO of ``tracker`` run in full over ``sequences`` (for what replay cannot
-    answer, such as the search region, whose crops follow the boxes chosen before)."""
-    return pooled_ao(track_all(tracker, sequences, progress), sequences)
-
-
 def grid_search(
     recorded: list[RecordedSequence],
     grid: dict[str, tuple[float, ...]] | None = None,
@@ -131,9 +106,9 @@ def grid_search(
         replace(TrackingConfig(), **dict(zip(keys, values)))
         for values in itertools.product(*(grid[k] for k in keys))
     ]
-    scored = [
+    ranked = [
         (average_overlap(recorded, cfg), i, cfg)
         for i, cfg in enumerate(tqdm(settings, desc="grid", disable=not progress))
     ]
-    scored.sort(key=lambda t: (-t[0], t[1]))
-    return [(ao, cfg) for ao, _, cfg in scored]
+    ranked.sort(key=lambda t: (-t[0], t[1]))
+    return [(ao, cfg) for ao, _, cfg in ranked]

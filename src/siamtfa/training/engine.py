@@ -31,11 +31,10 @@ from siamtfa.checkpoint import load_checkpoint, load_model_weights, save_checkpo
 from siamtfa.config import Config, TrainConfig
 from siamtfa.data.datasets import Sequence, read_dataset
 from siamtfa.data.io import atomic_write_text, remove_stale_temporaries
-from siamtfa.data.sampling import ClipDataset, Source, collate_clips, frame_size
-from siamtfa.evaluation.metrics import got10k_metrics
+from siamtfa.data.sampling import ClipDataset, Source, collate_clips
+from siamtfa.evaluation.score import score
 from siamtfa.model import LOSS_KEYS, build_model
 from siamtfa.tracking import Tracker
-from siamtfa.tracking.tuning import cover_of
 
 log = logging.getLogger(__name__)
 LAST = "last.pt"
@@ -148,13 +147,7 @@ def _distributed() -> tuple[int, int, int]:
 def validate(model: nn.Module, cfg: Config, sequences: list, device: torch.device) -> float:
     """GOT-10k AO of the online tracker on ``sequences`` (the model is left in eval mode)."""
     tracker = Tracker(model, "online", device, cfg.input)
-    preds, gts, covers, res = {}, {}, {}, {}
-    for seq in sequences:
-        preds[seq.name] = tracker.track(seq.frames, seq.boxes[0])[0]
-        gts[seq.name] = seq.boxes
-        covers[seq.name] = cover_of(seq)
-        res[seq.name] = frame_size(seq)
-    return got10k_metrics(preds, gts, covers, res).ao
+    return score({s.name: tracker.track(s.frames, s.boxes[0])[0] for s in sequences}, sequences).ao
 
 
 def read_sources(data: list[str]) -> list[Source]:
