@@ -38,6 +38,8 @@ S320 = (320, 240)  # the input box of the fast rows
 # own tracking settings (search region, re-detection, template update), as `siamtfa track` runs
 # it; "compiled" is `--compile` (the search branch's dense part, built in the warm-up)
 CONFIGS = {
+    # --checkpoint (default: the shipped default) exactly as `siamtfa track` runs it
+    "default online fp32": ("default", "online", None, False, True, True, False),
     "lite online fp32": ("lite", "online", None, False, True, False, False),
     "lite online 320 bf16+cl": ("lite", "online", S320, True, True, False, False),
     "lite online 320 bf16+cl, tuned": ("lite", "online", S320, True, True, True, False),
@@ -77,6 +79,8 @@ def worker(
         tracker = OpenCVTracker(kind)
     elif kind == "nanotrack":
         tracker = OpenCVTracker(kind, nanotrack)
+    elif kind == "default":
+        tracker = Tracker(checkpoint)  # None: the shipped default
     else:
         if checkpoint and kind == "lite":
             model, cfg = load_model(checkpoint)
@@ -207,7 +211,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--passes", type=int, default=3, help="timed passes; the fastest counts")
-    parser.add_argument("--checkpoint", help="trained lite checkpoint (default: random weights)")
+    parser.add_argument(
+        "--checkpoint",
+        help="the default row's checkpoint (default: the shipped one); the lite rows' weights "
+        "when it is a lite one (default: random)",
+    )
     parser.add_argument(
         "--nanotrack-dir", help="NanoTrack's ONNX files (default: none, no nanotrack row)"
     )
