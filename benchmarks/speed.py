@@ -82,7 +82,10 @@ def worker(
     elif kind == "default":
         tracker = Tracker(checkpoint)  # None: the shipped default
     else:
-        if checkpoint and kind == "lite":
+        trained = (
+            checkpoint and kind == "lite" and load_model(checkpoint)[1].model.backbone.depth == 18
+        )
+        if trained:
             model, cfg = load_model(checkpoint)
             cfg.model.temporal.enabled = temporal
         else:
@@ -90,7 +93,7 @@ def worker(
             cfg.model.temporal.enabled = temporal
             torch.manual_seed(0)
             model = build_model(cfg)
-        if not temporal and checkpoint and kind == "lite":
+        if not temporal and trained:
             state = model.state_dict()
             model = build_model(cfg)
             model.load_state_dict(state)
