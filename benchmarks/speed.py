@@ -82,9 +82,8 @@ def worker(
     elif kind == "default":
         tracker = Tracker(checkpoint)  # None: the shipped default
     else:
-        trained = (
-            checkpoint and kind == "lite" and load_model(checkpoint)[1].model.backbone.depth == 18
-        )
+        backbone = load_model(checkpoint)[1].model.backbone if checkpoint else None
+        trained = kind == "lite" and backbone and (backbone.arch, backbone.depth) == ("resnet", 18)
         if trained:
             model, cfg = load_model(checkpoint)
             cfg.model.temporal.enabled = temporal
