@@ -536,17 +536,14 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="siamtfa", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"siamtfa {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_HelpFormatter)
-
+def _add_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="print the model's parts and parameter counts")
     p.add_argument("--preset", default="paper", choices=config.PRESETS, help="the model")
     p.add_argument("--config", help="YAML config (overrides --preset)")
     p.set_defaults(func=cmd_summary)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="track generated sequences with the default tracker")
     p.add_argument("--out", default="siamtfa_demo", help="output folder")
     p.add_argument("--sequences", type=_int_at_least(1), default=6, help="sequences to make")
@@ -557,6 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     _tracker_options(p)
     p.set_defaults(func=cmd_demo)
 
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="run a tracker on a benchmark and report")
     p.add_argument(
         "--tracker",
@@ -585,6 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     _tracker_options(p)
     p.set_defaults(func=cmd_eval)
 
+
+def _add_track(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("track", help="track an object in a video, frame folder or webcam")
     p.add_argument("input", help="video file, frame folder, or webcam index")
     p.add_argument(
@@ -598,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     _tracker_options(p)
     p.set_defaults(func=cmd_track)
 
+
+def _add_make_synthetic(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("make-synthetic", help="write synthetic sequences (GOT-10k layout)")
     p.add_argument("--out", required=True, help="folder (refused if it holds something else)")
     p.add_argument("--sequences", type=_int_at_least(1), default=20, help="how many")
@@ -653,6 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes (same output for any)")
     p.set_defaults(func=cmd_make_synthetic)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train (torchrun for several processes)")
     p.add_argument("--preset", choices=config.PRESETS, help="model and recipe (default: paper)")
     p.add_argument("--config", help="YAML config (overrides --preset)")
@@ -684,6 +689,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="inference checkpoint (fp16), tracking settings tuned")
     p.add_argument("checkpoint", help="training checkpoint (last.pt, best.pt)")
     p.add_argument("out", help="where to write it")
@@ -762,6 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="where --tune tracks (default: cuda if available)")
     p.set_defaults(func=cmd_export)
 
+
+def _add_convert_backbone(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert-backbone", help="a pretrained network's backbone as --backbone-weights"
     )
@@ -775,10 +784,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="where to write the state dict (.pt)")
     p.set_defaults(func=cmd_convert_backbone)
 
+
+def _add_plot_log(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot-log", help="draw a run's loss curves (PNG)")
     p.add_argument("run_dir", help="a training run's folder")
     p.add_argument("--out", help="PNG path (default RUN_DIR/loss_curve.png)")
     p.set_defaults(func=cmd_plot_log)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="siamtfa", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"siamtfa {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_HelpFormatter)
+    _add_summary(sub)
+    _add_demo(sub)
+    _add_eval(sub)
+    _add_track(sub)
+    _add_make_synthetic(sub)
+    _add_train(sub)
+    _add_export(sub)
+    _add_convert_backbone(sub)
+    _add_plot_log(sub)
     return parser
 
 
