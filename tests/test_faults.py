@@ -105,6 +105,10 @@ def a_run(tmp: Path, iterations: int = 2) -> Path:
     return run
 
 
+def kcf_eval(root: Path, out: Path) -> Cli:
+    return cli("eval", "--tracker", "kcf", "--dataset", "got10k", "--root", root, "--out", out)
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
@@ -295,17 +299,7 @@ def resume_foreign_checkpoint(tmp: Path) -> Cli:
 def empty_set(tmp: Path) -> Cli:
     (tmp / "empty").mkdir()
     (tmp / "empty" / "list.txt").write_text("\n")
-    return cli(
-        "eval",
-        "--tracker",
-        "kcf",
-        "--dataset",
-        "got10k",
-        "--root",
-        tmp / "empty",
-        "--out",
-        tmp / "r",
-    )
+    return kcf_eval(tmp / "empty", tmp / "r")
 
 
 def results_of(tmp: Path, damage: Callable[[Path], None]) -> Any:
@@ -338,17 +332,7 @@ def retracked(tmp: Path, done: list[str]) -> None:
 
 def eval_out(where: Callable[[Path], Path]) -> Callable[[Path], Cli]:
     def run(tmp: Path) -> Cli:
-        return cli(
-            "eval",
-            "--tracker",
-            "kcf",
-            "--dataset",
-            "got10k",
-            "--root",
-            synthetic(tmp),
-            "--out",
-            where(tmp),
-        )
+        return kcf_eval(synthetic(tmp), where(tmp))
 
     return run
 
@@ -371,9 +355,7 @@ def interrupted_eval(tmp: Path) -> Cli:
     original = OpenCVTracker.track
     OpenCVTracker.track = track  # undone below, whatever happens
     try:
-        return cli(
-            "eval", "--tracker", "kcf", "--dataset", "got10k", "--root", root, "--out", tmp / "r"
-        )
+        return kcf_eval(root, tmp / "r")
     finally:
         OpenCVTracker.track = original
 
