@@ -36,9 +36,15 @@ class BaseTracker:
         boxes[0] = self.init(img_files[0], box)
         times[0] = time.perf_counter() - start
         on_frame(1)
-        for i in range(1, n):
+        self._follow(img_files, boxes, times, on_frame)
+        return boxes, times
+
+    def _follow(
+        self, img_files: list, boxes: np.ndarray, times: np.ndarray, on_frame: Callable
+    ) -> None:
+        """Fill ``boxes[1:]`` and ``times[1:]`` after ``init``: one ``update`` per frame."""
+        for i in range(1, len(img_files)):
             start = time.perf_counter()
             boxes[i] = self.update(img_files[i])
             times[i] = time.perf_counter() - start
             on_frame(1)
-        return boxes, times

@@ -325,24 +325,20 @@ class Tracker(BaseTracker):
         self._update_template(frame, region, score)
         return self.box.copy()
 
-    def track(
-        self, img_files: list, box, visualize: bool = False, on_frame: Callable | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes ``[N, 4]`` (frame 0 = ``box``) and seconds per frame ``[N]``; ``on_frame(k)``
-        is called as each k more frames are done."""
+    def _follow(
+        self, img_files: list, boxes: np.ndarray, times: np.ndarray, on_frame: Callable
+    ) -> None:
+        """After ``init``: frame by frame online, else clips of ``clip_len`` frames."""
         if self.mode == "online":
-            return super().track(img_files, box, on_frame=on_frame)
-        boxes, times = super().track(img_files[:1], box, on_frame=on_frame)  # init, checks
+            super()._follow(img_files, boxes, times, on_frame)
+            return
         n = len(img_files)
-        boxes, times = np.concatenate([boxes, np.zeros((n - 1, 4))]), np.pad(times, (0, n - 1))
         for first in range(1, n, self.clip_len):
             idx = list(range(first, min(first + self.clip_len, n)))
             start = time.perf_counter()
             boxes[idx] = self._track_clip([img_files[i] for i in idx])
             times[idx] = (time.perf_counter() - start) / len(idx)
-            if on_frame is not None:
-                on_frame(len(idx))
-        return boxes, times
+            on_frame(len(idx))
 
     @torch.inference_mode()
     def _track_clip(self, images: list) -> np.ndarray:
