@@ -58,6 +58,17 @@ def test_resume_skips_finished_and_shards_partition(tmp_path: Path, val_set: Pat
     assert run_benchmark(t, "m", seqs, tmp_path, "otb", progress=False) == [seqs[1].name]
 
 
+def test_report_names_the_unfinished_trackers_it_leaves_out(
+    tmp_path: Path, val_set: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seqs = read_got10k(val_set)
+    run_benchmark(tracker(), "whole", seqs, tmp_path, "otb", progress=False)
+    run_benchmark(tracker(), "part", seqs, tmp_path, "otb", shard=(0, 2), progress=False)
+    results = report(tmp_path, seqs, "otb")
+    assert list(results) == ["whole"]
+    assert "left out of the report, unfinished: part (2/3)" in caplog.text
+
+
 def test_resume_refuses_results_of_other_settings(tmp_path: Path, val_set: Path) -> None:
     seqs = read_got10k(val_set)[:1]
     info = {"checkpoint": "a.pt", "mode": "online", "device": "cpu"}

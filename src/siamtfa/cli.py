@@ -18,6 +18,7 @@ from siamtfa import __version__, config
 from siamtfa.data.datasets import DATASET_KINDS
 from siamtfa.data.synthetic import MIN_SIDE
 from siamtfa.model import build_model
+from siamtfa.tracking.baselines import KINDS
 
 
 def _load_config(args: argparse.Namespace) -> config.Config:
@@ -52,7 +53,6 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
     """(tracker, results-folder name, info) for ``siamtfa``, ``csrt`` or ``kcf``; ``options``
     holds the ``_tracker_options``."""
     from siamtfa.tracking import OpenCVTracker, Tracker
-    from siamtfa.tracking.baselines import KINDS, nanotrack_models
     from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT, default_tracker_source
 
     device, precision = options.device, options.precision
@@ -64,7 +64,7 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
     if kind == "nanotrack":
         version = options.nanotrack_version
         tracker = OpenCVTracker(kind, options.model_dir, version)
-        models = [p.name for p in nanotrack_models(options.model_dir, version)]
+        models = [p.name for p in tracker.models]
         name = "nanotrack" + ("" if version == "v2" else f"-{version}")
         return tracker, name, {"tracker": kind, "version": version, "models": models}
     if kind != "siamtfa":
@@ -120,7 +120,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report,
         run_benchmark,
         submission_zip,
-        unfinished,
     )
 
     sequences, layout = _read_sequences(args.dataset, args.root, args.split)
@@ -147,8 +146,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"results written; no report yet: {err}")
         return 0
     print(format_table(results))
-    for other, done in unfinished(args.out, sequences, layout).items():
-        print(f"left out of the report, unfinished: {other} ({done}/{len(sequences)} sequences)")
     print(f"report: {Path(args.out) / 'report.json'}, plots: success.png, precision.png")
     return 0
 
@@ -502,6 +499,9 @@ def cmd_plot_log(args: argparse.Namespace) -> int:
 
 
 def _tracker_options(p: argparse.ArgumentParser) -> None:
+    """The options of every command that runs the siamtfa tracker (demo, eval, track)."""
+    p.add_argument("--checkpoint", help="siamtfa checkpoint (default: the shipped one)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument(
         "--precision",
         default="fp32",
@@ -549,8 +549,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sequences", type=_int_at_least(1), default=6, help="sequences to make")
     p.add_argument("--frames", type=_int_at_least(2), default=40, help="frames per sequence")
     p.add_argument("--seed", type=int, default=777000, help="never used for training")
-    p.add_argument("--checkpoint", help="siamtfa checkpoint (default: the shipped one)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     _tracker_options(p)
     p.set_defaults(func=cmd_demo)
 
@@ -560,7 +558,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tracker",
         default="siamtfa",
-        choices=["siamtfa", "csrt", "kcf", "nanotrack"],
+        choices=["siamtfa", *KINDS],
         help="nanotrack: OpenCV's TrackerNano with the ONNX models in --model-dir",
     )
     p.add_argument("--model-dir", help="folder of NanoTrack's ONNX files (--tracker nanotrack)")
@@ -568,7 +566,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--nanotrack-version", default="v2", choices=["v1", "v2"], help="NanoTrack's models"
     )
     p.add_argument("--mode", default="online", choices=["online", "clip"], help="siamtfa's mode")
-    p.add_argument("--checkpoint", help="siamtfa checkpoint (default: the shipped one)")
     p.add_argument(
         "--dataset",
         required=True,
@@ -580,7 +577,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="results folder (one subfolder per tracker)")
     p.add_argument("--shard", default="0/1", help="i/n: this machine's share of sequences")
     p.add_argument("--name", help="results subfolder (default: tracker and mode)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     _tracker_options(p)
     p.set_defaults(func=cmd_eval)
 
@@ -592,10 +588,8 @@ def _add_track(sub: argparse._SubParsersAction) -> None:
         "--box", help="the target in the first frame: x,y,w,h in pixels, 0-based top-left"
     )
     p.add_argument("--select", action="store_true", help="draw the box (needs a display)")
-    p.add_argument("--checkpoint", help="siamtfa checkpoint (default: the shipped one)")
     p.add_argument("--out", help="annotated MP4")
     p.add_argument("--boxes", help="text file of x,y,w,h per frame")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     _tracker_options(p)
     p.set_defaults(func=cmd_track)
 

@@ -153,29 +153,21 @@ def evaluate(out: str | Path, tracker_name: str, sequences: list[Sequence], layo
     }
 
 
-def unfinished(out: str | Path, sequences: list[Sequence], layout: str) -> dict[str, int]:
-    """The tracker folders in ``out`` without results for all ``sequences`` (which ``report``
-    leaves out), with how many they have."""
-    out = Path(out)
-    counts = {
-        p.name: finished(out, p.name, sequences, layout)
-        for p in sorted(out.iterdir())
-        if p.is_dir()
-    }
-    return {name: n for name, n in counts.items() if n < len(sequences)}
-
-
 def report(out: str | Path, sequences: list[Sequence], layout: str, title: str = "") -> dict:
-    """Evaluate every tracker folder in ``out`` that has all results; write ``report.json``,
-    ``success.png``, ``precision.png``; return the report."""
+    """Evaluate every tracker folder in ``out`` that has all results (the others are named in
+    a warning); write ``report.json``, ``success.png``, ``precision.png``; return the report."""
     out = Path(out)
     results = {}
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
-        if finished(out, folder.name, sequences, layout) == len(sequences):
-            results[folder.name] = evaluate(out, folder.name, sequences, layout)
-            info = folder / "info.json"
-            if info.is_file():
-                results[folder.name]["info"] = json.loads(info.read_text())
+        done = finished(out, folder.name, sequences, layout)
+        if done < len(sequences):
+            n = len(sequences)
+            log.warning("left out of the report, unfinished: %s (%d/%d)", folder.name, done, n)
+            continue
+        results[folder.name] = evaluate(out, folder.name, sequences, layout)
+        info = folder / "info.json"
+        if info.is_file():
+            results[folder.name]["info"] = json.loads(info.read_text())
     if not results:
         raise FileNotFoundError(f"{out}: no tracker has results for all {len(sequences)} sequences")
     atomic_write_text(out / "report.json", json.dumps(results, indent=1))

@@ -12,7 +12,12 @@ from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.data.transforms import to_rgb_array
 from siamtfa.tracking.base import BaseTracker
 
-KINDS = ("csrt", "kcf", "nanotrack")
+FACTORIES = {
+    "csrt": "TrackerCSRT_create",
+    "kcf": "TrackerKCF_create",
+    "nanotrack": "TrackerNano_create",
+}
+KINDS = tuple(FACTORIES)
 # NanoTrack's model files by version: (backbone, neck and head), as OpenCV publishes them
 NANOTRACK_FILES = {
     "v1": ("nanotrack_backbone_sim.onnx", "nanotrack_head_sim.onnx"),
@@ -58,19 +63,16 @@ class OpenCVTracker(BaseTracker):
         if kind not in KINDS:
             raise ValueError(f"unknown OpenCV tracker {kind!r}: use one of {KINDS}")
         cv2 = _cv2()
-        factory = {"csrt": "TrackerCSRT_create", "kcf": "TrackerKCF_create"}.get(
-            kind, "TrackerNano_create"
-        )
+        factory = FACTORIES[kind]
         if not hasattr(cv2, factory):
             raise ImportError(f"cv2.{factory} missing: install opencv-contrib-python-headless")
+        self.models: tuple[Path, ...] = ()  # NanoTrack's backbone and head files
+        self._create = getattr(cv2, factory)
         if kind == "nanotrack":
+            self.models = nanotrack_models(model_dir, version)
             params = cv2.TrackerNano_Params()
-            params.backbone, params.neckhead = (
-                str(p) for p in nanotrack_models(model_dir, version)
-            )
+            params.backbone, params.neckhead = (str(p) for p in self.models)
             self._create = lambda: cv2.TrackerNano_create(params)
-        else:
-            self._create = getattr(cv2, factory)
         self.kind = kind
         self.name = kind.upper() if kind != "nanotrack" else f"NanoTrack-{version}"
         self.box = np.zeros(4)
