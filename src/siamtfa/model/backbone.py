@@ -152,6 +152,8 @@ _LAYERS = {
 class ResNet(nn.Module):
     """ResNet trunk returning C2..C5 (strides 4, 8, 16, 32); ``fc`` is omitted."""
 
+    untrained: tuple[str, ...] = ()  # an ImageNet checkpoint holds every weight
+
     def __init__(
         self,
         depth: int = 50,

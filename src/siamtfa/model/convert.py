@@ -142,10 +142,7 @@ def nanodet_backbone(path: str | Path) -> dict[str, torch.Tensor]:
         for node in nodes.values()
         if node["op"] in ("Add", "AddV2") and len(node.get("input", [])) == 2
     }
-    convs = sorted(
-        (n for n in nodes.values() if n["op"] == "Conv2D"),
-        key=lambda n: int(n["name"].rsplit("_", 1)[1]) if "_" in n["name"].rsplit("/")[-1] else 0,
-    )
+    convs = sorted((n for n in nodes.values() if n["op"] == "Conv2D"), key=_number)
     trunk = CSPNet(norm="none", temporal=False)
     layers = [(k, m) for k, m in trunk.named_modules() if isinstance(m, nn.Conv2d)]
     if len(convs) < len(layers):
@@ -168,6 +165,12 @@ def nanodet_backbone(path: str | Path) -> dict[str, torch.Tensor]:
         state[f"{key}.bias"] = torch.from_numpy(bias.astype(np.float32))
     state["stem.0.0.weight"] = state["stem.0.0.weight"].flip(1)  # BGR -> RGB input
     return state
+
+
+def _number(node: dict) -> int:
+    """The graph's numbering of a node: ``.../convolution_12`` is 12, ``.../convolution`` 0."""
+    tail = node["name"].rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _tfjs_padding(nodes: dict, values: dict, conv: dict) -> list[int]:

@@ -62,6 +62,8 @@ class CSPNet(nn.Module):
     """NanoDet's CSP trunk returning C2..C5 (strides 4, 8, 16, 32; 64, 128, 256, 512
     channels); ``frozen_stages`` as ResNet's (0: the stem, 1: + the stride-4 stage, ...)."""
 
+    untrained: tuple[str, ...] = ()  # a converted NanoDet file holds every weight
+
     def __init__(
         self,
         norm: str = "none",
@@ -79,7 +81,6 @@ class CSPNet(nn.Module):
             inp = 2 * width
         self.stages = nn.ModuleList(stages)
         self.out_channels = [2 * width for width, _, _ in STAGES]
-        self.untrained = ()  # a converted NanoDet file holds every weight
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, a=0.1, mode="fan_out", nonlinearity="leaky_relu")

@@ -146,10 +146,9 @@ class MobileNetV3(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        starts = (0, 1, *(end + 1 for end in STAGE_ENDS[:-1]))
-        frozen_end = starts[frozen_stages + 1] if frozen_stages + 1 < len(starts) else len(blocks)
-        for block in self.features[:frozen_end] if frozen_stages >= 0 else ():
-            block.requires_grad_(False)
+        stops = (1, *(end + 1 for end in STAGE_ENDS))  # past the stem, past each stage
+        frozen = stops[min(frozen_stages, len(stops) - 1)] if frozen_stages >= 0 else 0
+        self.features[:frozen].requires_grad_(False)
 
     def forward(
         self, x: Tensor, clip_len: int | None = None, stream: dict | None = None

@@ -173,7 +173,7 @@ def build_model(cfg) -> SiamTFA:
     weights = model_cfg.backbone.weights
     if weights:
         report = load_backbone_weights(model.backbone, weights)
-        expected = getattr(model.backbone, "untrained", ())  # parts no such file holds
+        expected = model.backbone.untrained  # the parts no such file holds
         missing = [k for k in report.missing if not k.startswith(expected)]
         unused = [k for k in report.unexpected if not k.startswith("fc.")]  # ImageNet's head
         if missing or unused:
