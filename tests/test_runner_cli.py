@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from siamtfa import build_model, config
 from siamtfa.cli import main
 from siamtfa.config import InputConfig
 from siamtfa.data.datasets import DatasetError, read_frame, read_got10k
 from siamtfa.data.synthetic import make_synthetic, render_sequence
-from siamtfa.evaluation.runner import report, result_paths, run_benchmark, shard_sequences
+from siamtfa.evaluation.runner import (
+    evaluate,
+    format_table,
+    report,
+    result_paths,
+    run_benchmark,
+    shard_sequences,
+)
 from siamtfa.tracking import Tracker
+from siamtfa.tracking.base import BaseTracker
 
 from .conftest import official_got10k_overall, small_model
 
@@ -67,6 +78,32 @@ def test_report_names_the_unfinished_trackers_it_leaves_out(
     results = report(tmp_path, seqs, "otb")
     assert list(results) == ["whole"]
     assert "left out of the report, unfinished: part (2/3)" in caplog.text
+
+
+class _Timed(BaseTracker):
+    """Answers the ground truth, and says each frame took ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def track(self, frames, box, on_frame=None):
+        return np.tile(np.asarray(box, float), (len(frames), 1)), np.full(len(frames), self.seconds)
+
+
+def test_fps_comes_from_one_run_never_pooled(tmp_path: Path, val_set: Path) -> None:
+    seqs = read_got10k(val_set)  # 3 sequences of 5 frames: shard 0 holds 2, shard 1 holds 1
+    run_benchmark(_Timed(0.1), "m", seqs, tmp_path, "otb", shard=(0, 2), progress=False)
+    alone = evaluate(tmp_path, "m", shard_sequences(seqs, (0, 2)), "otb")["overall"]
+    assert alone["fps"] == pytest.approx(10.0) and alone["runs"] == 1
+    # resumed in another run, 10x faster: pooled would be 12 frames / 0.84 s = 14.3 FPS
+    run_benchmark(_Timed(0.01), "m", seqs, tmp_path, "otb", shard=(1, 2), progress=False)
+    results = report(tmp_path, seqs, "otb")
+    overall = results["m"]["overall"]
+    assert overall["fps"] == pytest.approx(10.0)  # the run with 8 of the 12 timed frames
+    assert (overall["runs"], overall["fps_frames"]) == (2, 8)
+    assert "FPS of m: from the one of its 2 runs that tracked the most frames (8)" in (
+        format_table(results)
+    )
 
 
 def test_resume_refuses_results_of_other_settings(tmp_path: Path, val_set: Path) -> None:
@@ -238,3 +275,24 @@ def test_nanotrack_eval_gives_opencvs_own_boxes(tmp_path: Path, version: str) ->
         ours = np.loadtxt(result_paths(out, name, seq.name, "got10k")[0], delimiter=",")
         np.testing.assert_allclose(ours, np.array(expected), atol=1e-3)
     assert report["overall"]["ao"] > 0.3  # it follows the targets
+
+
+def test_summary_describes_the_default_model_unless_told(capsys: pytest.CaptureFixture) -> None:
+    # no option: the model Tracker() uses, whatever it is; counted here independently
+    assert main(["summary"]) == 0
+    total = sum(p.numel() for p in Tracker(device="cpu").model.parameters())
+    last = capsys.readouterr().out.splitlines()[-1].split()
+    assert last[:4] == ["total", f"{total / 1e6:.2f}", "M", "params"]
+    assert main(["summary", "--preset", "mobile"]) == 0
+    first, *rows = capsys.readouterr().out.splitlines()
+    assert "(preset mobile): MobileNetV3-Small-FPN (64 channels)" in first
+    total = sum(p.numel() for p in build_model(config.preset("mobile")).parameters())
+    assert rows[-1].split() == ["total", f"{total / 1e6:.2f}", "M", "params", *rows[-1].split()[4:]]
+    # the reader gone (piped into head, say): no traceback
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "siamtfa.cli", "summary"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    assert proc.wait() == 1 and proc.stderr.read() == b""

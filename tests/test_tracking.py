@@ -203,7 +203,7 @@ def test_selection_prior_is_applied_to_the_ranked_rois(tmp_path: Path) -> None:
             )
         tracker.update(frame)
         history.append(tracker.box.copy())
-        boxes, scores = (torch.from_numpy(a).double() for a in tracker.candidates)
+        boxes, scores = (torch.from_numpy(a).double() for a in tracker.ranked())
         expected = select_box(boxes, scores, previous, prior, velocity).clamp(min=0)
         expected[2:] = torch.minimum(expected[2:], torch.tensor([128.0, 96.0], dtype=torch.float64))
         np.testing.assert_allclose(tracker.box, xyxy_to_xywh(expected).numpy(), atol=1e-4)

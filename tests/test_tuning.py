@@ -1,5 +1,6 @@
 """Tuning the selection prior: the replay reproduces the tracker, the grid search finds the
-prior that a distractor calls for, and ``siamtfa export`` writes a usable fp16 checkpoint."""
+prior that a distractor calls for, ``siamtfa tune`` keeps what tracks best on the validation
+sets, and ``siamtfa export`` writes a usable fp16 checkpoint."""
 
 from __future__ import annotations
 
@@ -9,16 +10,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from siamtfa import build_model
 from siamtfa.checkpoint import load_checkpoint, save_checkpoint
 from siamtfa.cli import main as siamtfa
-from siamtfa.config import TrackingConfig, from_dict, to_dict
+from siamtfa.config import ConfigError, TrackingConfig, from_dict, to_dict
 from siamtfa.data.datasets import read_dataset
 from siamtfa.data.synthetic import make_synthetic
 from siamtfa.tracking import Tracker
-from siamtfa.tracking.selection import is_paper_rule
-from siamtfa.tracking.tuning import RecordedSequence, average_overlap, grid_search, record, replay
+from siamtfa.tracking.tuning import (
+    GRID,
+    RecordedSequence,
+    average_overlap,
+    grid_search,
+    read_grid,
+    record,
+    replay,
+)
 
 from .conftest import small_model
 
@@ -89,206 +98,135 @@ def test_grid_search_finds_the_lead_a_fast_target_needs() -> None:
     assert max(ao for ao, cfg in ranked if cfg.window_lead == 0) < 0.2
 
 
-@pytest.mark.slow
-def test_export_writes_a_tuned_half_precision_checkpoint(tmp_path: Path, sequences) -> None:
-    root, seqs = sequences
+def test_export_writes_half_precision_weights_and_keeps_the_tuning(tmp_path: Path) -> None:
     model = small_model().eval()
+    tuning = {"on": ["got10k=val"], "tracked_ao": 0.5}
     state = {"model": model.state_dict(), "config": to_dict(from_dict(SMALL)), "iteration": 7}
-    save_checkpoint({**state, "optimizer": {"big": torch.zeros(1000)}}, tmp_path / "last.pt")
+    tuned = {**state, "tuning": tuning, "config": {**state["config"], "tracking": vars(PRIOR)}}
+    save_checkpoint({**tuned, "optimizer": {"big": torch.zeros(1000)}}, tmp_path / "tuned.pt")
     out = tmp_path / "default.pt"
-    assert siamtfa(["export", str(tmp_path / "last.pt"), str(out), "--tune", f"got10k={root}"]) == 0
+    assert siamtfa(["export", str(tmp_path / "tuned.pt"), str(out)]) == 0
     exported = load_checkpoint(out)
     assert exported["iteration"] == 7 and "optimizer" not in exported
+    assert exported["tuning"] == tuning and exported["source"] == str(tmp_path / "tuned.pt")
     for key, value in model.state_dict().items():
         if value.is_floating_point():
             assert exported["model"][key].dtype == torch.float16, key
             torch.testing.assert_close(exported["model"][key].float(), value, rtol=1e-3, atol=1e-4)
-    tuning = exported["tuning"]
-    assert tuning["ao"] >= tuning["paper_rule_ao"]
-    tracker = Tracker(out, "online", "cpu")
-    assert is_paper_rule(tracker.tracking) == (tuning["ao"] <= tuning["paper_rule_ao"])
-    boxes, _ = tracker.track(seqs[0].frames, seqs[0].boxes[0])
-    assert boxes.shape == (len(seqs[0]), 4) and np.isfinite(boxes).all()
+    assert Tracker(out, "online", "cpu").tracking == PRIOR
+    assert siamtfa(["export", str(tmp_path / "tuned.pt"), str(out), "--fp32"]) == 0
+    assert load_checkpoint(out)["model"]["backbone.conv1.weight"].dtype == torch.float32
 
 
 @pytest.mark.slow
-def test_export_pools_several_tune_sets(
+def test_tune_pools_the_sets_and_keeps_the_best_replayed_prior(
     tmp_path: Path, sequences, capsys: pytest.CaptureFixture
 ) -> None:
     root, seqs = sequences
     other = tmp_path / "other"
     make_synthetic(other, 2, 6, seed=32, size=(128, 96), progress=False)
     model, last, out = _untrained_checkpoint(tmp_path)
-    args = ["export", str(last), str(out), "--tune"]
+    args = ["tune", str(last), str(out), "--on"]
     assert siamtfa([*args, f"got10k={root}", f"synthetic={other}"]) == 0
-    tuning = load_checkpoint(out)["tuning"]
+    tuned = load_checkpoint(out)
+    tuning, config = tuned["tuning"], tuned["config"]
     assert tuning["on"] == [f"got10k={root}", f"synthetic={other}"]
-    # the tuned AO is the best replay AO over the four sequences together
+    # the replay's best AO and the paper rule's, over the four sequences together
     pooled = seqs + read_dataset("got10k", other)
     recorded = record(Tracker(model, "online", "cpu", from_dict(SMALL).input), pooled, False)
-    assert tuning["ao"] == pytest.approx(grid_search(recorded, progress=False)[0][0], abs=1e-9)
-    assert tuning["paper_rule_ao"] == pytest.approx(average_overlap(recorded, TrackingConfig()))
-    # the exported settings tracked in full: pooled, and each set on its own
-    config = load_checkpoint(out)["config"]
+    ranked = grid_search(recorded, progress=False)
+    assert tuning["replay"]["top"][0][0] == pytest.approx(ranked[0][0], abs=1e-9)
+    paper_ao = average_overlap(recorded, TrackingConfig())
+    assert tuning["replay"]["paper_rule_ao"] == pytest.approx(paper_ao)
+    kept = from_dict(config).tracking
+    assert kept == (ranked[0][1] if ranked[0][0] > paper_ao else TrackingConfig())
+    # the tuned settings tracked in full: pooled, and each set on its own
     assert tuning["tracked_ao"] == pytest.approx(_tracked_ao(model, config, pooled), abs=1e-9)
     by_set = tuning["tracked_ao_by_set"]
     assert list(by_set) == tuning["on"]
     for spec, set_seqs in zip(tuning["on"], (seqs, read_dataset("got10k", other))):
         assert by_set[spec] == pytest.approx(_tracked_ao(model, config, set_seqs), abs=1e-9)
-    assert "of which synthetic=" in capsys.readouterr().out
-    # the same set twice would count its frames twice
+    assert f"the tuned settings on synthetic={other}" in capsys.readouterr().out
+    # the weights are the checkpoint's, as they were
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(tuned["model"][key], value, rtol=0, atol=0)
+    # the same sequences twice would count their frames twice
     assert siamtfa([*args, f"got10k={root}", f"got10k={root}"]) == 2
+    assert "--on lists a set twice" in capsys.readouterr().err
+    assert siamtfa([*args, f"got10k={root}", f"synthetic={root}"]) == 2
     assert "share sequence names" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_export_keeps_the_search_region_that_tracks_best(
-    tmp_path: Path, sequences, capsys: pytest.CaptureFixture
-) -> None:
+def test_tune_tracks_each_step_in_full_and_keeps_the_best(tmp_path: Path, sequences) -> None:
     root, seqs = sequences
     model, last, out = _untrained_checkpoint(tmp_path)
-    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
-    assert siamtfa([*args, "--search-target-size", "0", "60", "--max-upsample", "1.5"]) == 0
-    exported = load_checkpoint(out)
-    scores = exported["tuning"]["search_target_size"]
-    assert set(scores) == {"0", "60"}
-    kept = exported["config"]["tracking"]
-    assert exported["config"]["tracking"]["max_upsample"] == 1.5
-    best = "0" if scores["0"] >= scores["60"] else "60"  # ties keep the value listed first
-    assert f"{kept['search_target_size']:g}" == best
-    # each score is the GOT-10k AO of that tracker run over the sequences: recompute one
-    assert _tracked_ao(model, exported["config"], seqs) == pytest.approx(scores[best], abs=1e-9)
-    no_tune = ["export", str(last), str(out), "--search-target-size", "0", "9"]
-    assert siamtfa(no_tune) == 2
-    assert "need --tune" in capsys.readouterr().err
+    steps = [
+        {"tracking.search_target_size": [0, 60], "tracking.max_upsample": [1.5, 1.5]},
+        {"tracking.window_sigma": [0.5, 4], "tracking.window_influence": [0.9, 0]},
+        {"tracking.template_interval": [2]},  # one value: set, not tracked
+        {"tracking.template_update": [0, 0.5]},
+        {"model.rpn.post_nms_top_n_test": [300, 1]},
+        # 160x48 fits the 128x96 frames by its short side: both sides must reach the tracker
+        {"input.max_size": [128, 160], "input.min_size": [96, 48]},
+    ]
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"replay": {}, "tracked": steps}, sort_keys=False))
+    args = ["tune", str(last), str(out), "--on", f"got10k={root}", "--grid", str(grid)]
+    assert siamtfa(args) == 0
+    tuned = load_checkpoint(out)
+    config, results = tuned["config"], tuned["tuning"]["tracked"]
+    assert "replay" not in tuned["tuning"]
+    assert [r["set"] for r in results] == [list(step) for step in steps]
+    # each value's score: a model and tracker built afresh from the checkpoint's config with
+    # the earlier steps' kept values and this value
+    at_step = to_dict(from_dict(SMALL))
+    for step, result in zip(steps, results):
+        assert result["values"] == [list(v) for v in zip(*step.values())]
+        if len(result["values"]) == 1:
+            assert result["ao"] == [None]
+        for values, ao in zip(result["values"], result["ao"]):
+            if ao is not None:
+                tried = _with(at_step, step, values)
+                assert _tracked_ao(_rebuilt(model, tried), tried, seqs) == pytest.approx(ao)
+        if len(result["values"]) > 1:
+            assert result["ao"][result["kept"]] == max(result["ao"])
+            assert result["ao"][0] != result["ao"][1], step  # the value reaches the tracker
+        at_step = _with(at_step, step, result["values"][result["kept"]])
+    assert config == at_step  # the tuned config holds every kept value
+    ao = _tracked_ao(_rebuilt(model, config), config, seqs)
+    assert tuned["tuning"]["tracked_ao"] == pytest.approx(ao, abs=1e-9)
 
 
-@pytest.mark.slow
-def test_export_keeps_the_template_update_that_tracks_best(tmp_path: Path, sequences) -> None:
-    root, seqs = sequences
-    model, last, out = _untrained_checkpoint(tmp_path)
-    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
-    assert siamtfa([*args, "--template-update", "0", "0.5", "--template-interval", "2"]) == 0
-    exported = load_checkpoint(out)
-    scores = exported["tuning"]["template_update"]
-    kept = exported["config"]["tracking"]
-    assert set(scores) == {"0", "0.5"} and kept["template_interval"] == 2
-    assert scores[f"{kept['template_update']:g}"] == max(scores.values())
-    # the kept value's score is the AO of tracking with the exported settings
-    ao = _tracked_ao(model, exported["config"], seqs)
-    assert ao == pytest.approx(scores[f"{kept['template_update']:g}"], abs=1e-9)
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("replay: {size_lr: [1]}\nextra: 1", "expected a mapping with the keys replay and tracked"),
+        ("replay: {search_target_size: [0, 40]}", "replay: search_target_size: not one of"),
+        ("replay: {size_lr: 0.5}", "replay: tracking.size_lr: expected a non-empty list"),
+        ("replay: {size_lr: [a]}", "replay: tracking.size_lr: expected a number, got 'a'"),
+        ("tracked: [{model.backbone.depth: [18]}]", r"tracked\[0\]: model.backbone.depth: not"),
+        ("tracked: [{tracking.sizelr: [1]}]", r"tracked\[0\]: tracking.sizelr: unknown key"),
+        (
+            "tracked: [{input.max_size: [320, 384], input.min_size: [240]}]",
+            r"tracked\[0\]: its value lists differ in length",
+        ),
+        ("tracked: [{input.max_size: [3.5]}]", "input.max_size: expected an integer"),
+        ("tracked: [[1]]", r"tracked\[0\]: expected a mapping of config paths"),
+        ("replay: [", "cannot read the grid"),
+    ],
+)
+def test_read_grid_names_the_file_and_the_entry(tmp_path: Path, grid: str, message: str) -> None:
+    path = tmp_path / "grid.yaml"
+    path.write_text(grid)
+    with pytest.raises(ConfigError, match=message) as err:
+        read_grid(path)
+    assert str(path) in str(err.value)
 
 
-@pytest.mark.slow
-def test_export_keeps_the_size_lr_that_tracks_best(tmp_path: Path, sequences) -> None:
-    root, seqs = sequences
-    model, last, out = _untrained_checkpoint(tmp_path)
-    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
-    region = ["--search-target-size", "60", "--max-upsample", "1.5"]
-    assert siamtfa([*args, *region, "--size-lr", "1", "0.3"]) == 0
-    exported = load_checkpoint(out)
-    scores = exported["tuning"]["size_lr"]
-    kept = exported["config"]["tracking"]
-    assert set(scores) == {"1", "0.3"} and kept["search_target_size"] == 60
-    assert scores[f"{kept['size_lr']:g}"] == max(scores.values())
-    # each score is the AO of tracking with that size_lr and the rest as exported
-    for value, ao in scores.items():
-        config = {**exported["config"], "tracking": {**kept, "size_lr": float(value)}}
-        assert _tracked_ao(model, config, seqs) == pytest.approx(ao, abs=1e-9)
-    # one value without --tune is simply set
-    assert siamtfa(["export", str(last), str(out), "--size-lr", "0.4"]) == 0
-    assert load_checkpoint(out)["config"]["tracking"]["size_lr"] == 0.4
-
-
-@pytest.mark.slow
-def test_export_keeps_the_window_that_tracks_best(
-    tmp_path: Path, sequences, capsys: pytest.CaptureFixture
-) -> None:
-    root, seqs = sequences
-    model, last, out = _untrained_checkpoint(tmp_path)
-    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
-    region = ["--search-target-size", "60", "--max-upsample", "1.5"]
-    assert siamtfa([*args, *region, "--window", "0.5:0.9", "4:0"]) == 0
-    exported = load_checkpoint(out)
-    scores = exported["tuning"]["window"]
-    kept = exported["config"]["tracking"]
-    assert set(scores) == {"0.5:0.9", "4:0"} and kept["search_target_size"] == 60
-    assert scores[f"{kept['window_sigma']:g}:{kept['window_influence']:g}"] == max(scores.values())
-    assert scores["0.5:0.9"] != scores["4:0"]  # both numbers reach the tracker
-    # each score is the AO of tracking with that window and the rest as exported
-    for value, ao in scores.items():
-        sigma, influence = (float(v) for v in value.split(":"))
-        tracking = {**kept, "window_sigma": sigma, "window_influence": influence}
-        config = {**exported["config"], "tracking": tracking}
-        assert _tracked_ao(model, config, seqs) == pytest.approx(ao, abs=1e-9)
-    # the exported settings' tracked AO is stored, also when no value was tracked in a list
-    assert exported["tuning"]["tracked_ao"] == max(scores.values())
-    assert siamtfa([*args, *region]) == 0
-    exported = load_checkpoint(out)
-    ao = _tracked_ao(model, exported["config"], seqs)
-    assert exported["tuning"]["tracked_ao"] == pytest.approx(ao, abs=1e-9)
-    # one pair without --tune is simply set; a malformed one is refused by name
-    assert siamtfa(["export", str(last), str(out), "--window", "3:0.25"]) == 0
-    tracking = load_checkpoint(out)["config"]["tracking"]
-    assert (tracking["window_sigma"], tracking["window_influence"]) == (3.0, 0.25)
-    for bad in ("3", "0:0.5", "2:1.5", "a:b"):
-        with pytest.raises(SystemExit) as exit_status:  # argparse's usage error
-            siamtfa(["export", str(last), str(out), "--window", bad])
-        assert exit_status.value.code == 2 and "SIGMA:INFLUENCE" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_export_keeps_the_proposal_count_that_tracks_best(tmp_path: Path, sequences) -> None:
-    root, seqs = sequences
-    model, last, out = _untrained_checkpoint(tmp_path)
-    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
-    assert siamtfa([*args, "--proposals", "300", "1"]) == 0
-    exported = load_checkpoint(out)
-    scores = exported["tuning"]["post_nms_top_n_test"]
-    kept = exported["config"]["model"]["rpn"]["post_nms_top_n_test"]
-    assert set(scores) == {"300", "1"} and scores[str(kept)] == max(scores.values())
-    assert scores["300"] != scores["1"]  # the count reaches the RPN
-    # each score is the AO of a model built afresh with that count and the same weights
-    for value, ao in scores.items():
-        config = copy.deepcopy(exported["config"])
-        config["model"]["rpn"]["post_nms_top_n_test"] = int(value)
-        net = build_model(from_dict(config)).eval()
-        net.load_state_dict(model.state_dict())
-        assert _tracked_ao(net, config, seqs) == pytest.approx(ao, abs=1e-9)
-    # one value without --tune is simply set; fewer than one is refused
-    assert siamtfa(["export", str(last), str(out), "--proposals", "50"]) == 0
-    assert load_checkpoint(out)["config"]["model"]["rpn"]["post_nms_top_n_test"] == 50
-    assert siamtfa(["export", str(last), str(out), "--proposals", "0"]) == 2
-
-
-@pytest.mark.slow
-def test_export_keeps_the_input_size_that_tracks_best(
-    tmp_path: Path, sequences, capsys: pytest.CaptureFixture
-) -> None:
-    root, seqs = sequences
-    model, last, out = _untrained_checkpoint(tmp_path)
-    args = ["export", str(last), str(out), "--tune", f"got10k={root}"]
-    # 160x48 fits the 128x96 frames by its short side: both sides must reach the tracker
-    assert siamtfa([*args, "--input-size", "128x96", "160x48"]) == 0
-    exported = load_checkpoint(out)
-    scores = exported["tuning"]["input_size"]
-    kept = exported["config"]["input"]
-    assert set(scores) == {"128x96", "160x48"}
-    assert scores[f"{kept['max_size']}x{kept['min_size']}"] == max(scores.values())
-    assert scores["128x96"] != scores["160x48"]  # the size reaches the tracker
-    # each score is the AO of tracking the 128x96 frames resized to fit that size
-    for value, ao in scores.items():
-        long, short = (int(v) for v in value.split("x"))
-        config = copy.deepcopy(exported["config"])
-        config["input"].update(max_size=long, min_size=short)
-        assert _tracked_ao(model, config, seqs) == pytest.approx(ao, abs=1e-9)
-    # one value without --tune is simply set; a malformed one is refused by name
-    assert siamtfa(["export", str(last), str(out), "--input-size", "96x64"]) == 0
-    assert load_checkpoint(out)["config"]["input"]["max_size"] == 96
-    for bad in ("96", "64x96", "ax3"):
-        with pytest.raises(SystemExit) as exit_status:  # argparse's usage error
-            siamtfa(["export", str(last), str(out), "--input-size", bad])
-        assert exit_status.value.code == 2 and "LONGxSHORT" in capsys.readouterr().err
+def test_the_shipped_grid_reads() -> None:
+    grid = read_grid(Path(__file__).parents[1] / "configs" / "tune.yaml")
+    assert grid.replay == GRID and grid.tracked == [{"tracking.search_target_size": (0.0, 40.0)}]
 
 
 def _untrained_checkpoint(tmp_path: Path) -> tuple[torch.nn.Module, Path, Path]:
@@ -297,6 +235,25 @@ def _untrained_checkpoint(tmp_path: Path) -> tuple[torch.nn.Module, Path, Path]:
     state = {"model": model.state_dict(), "config": to_dict(from_dict(SMALL))}
     save_checkpoint(state, tmp_path / "last.pt")
     return model, tmp_path / "last.pt", tmp_path / "default.pt"
+
+
+def _with(config: dict, step: dict, values: list) -> dict:
+    """A copy of ``config`` with each dotted path of ``step`` set to its item of ``values``."""
+    config = copy.deepcopy(config)
+    for key, value in zip(step, values):
+        *parents, name = key.split(".")
+        holder = config
+        for part in parents:
+            holder = holder[part]
+        holder[name] = value
+    return config
+
+
+def _rebuilt(model: torch.nn.Module, config: dict) -> torch.nn.Module:
+    """A model built afresh from ``config`` (its RPN settings) with ``model``'s weights."""
+    net = build_model(from_dict(config)).eval()
+    net.load_state_dict(model.state_dict())
+    return net
 
 
 def _tracked_ao(model: torch.nn.Module, config: dict, seqs: list) -> float:

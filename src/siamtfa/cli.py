@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import shutil
 import signal
 import sys
@@ -37,13 +38,27 @@ def model_summary(model: torch.nn.Module) -> str:
     return "\n".join(rows)
 
 
+TRUNKS = {"resnet": "ResNet-{depth}", "mobilenet_v3": "MobileNetV3-Small", "csp": "NanoDet CSP"}
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
-    cfg = _load_config(args)
-    model = build_model(cfg)
+    """The model's parts and parameter counts: a preset, a YAML config, a checkpoint, or (none
+    given) the shipped default that ``track``, ``eval`` and ``demo`` use."""
+    from siamtfa.tracking import load_model
+    from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT
+
+    if args.preset or args.config:
+        cfg = _load_config(args)
+        model, what = build_model(cfg), args.config or f"preset {args.preset}"
+    else:
+        what = args.checkpoint or DEFAULT_CHECKPOINT
+        model, cfg = load_model(what)
+    trunk = TRUNKS[cfg.model.backbone.arch].format(depth=cfg.model.backbone.depth)
     print(
-        f"SiamTFA, ResNet-{cfg.model.backbone.depth}-FPN, temporal shift "
+        f"SiamTFA ({what}): {trunk}-FPN ({cfg.model.fpn_channels} channels), temporal shift "
         f"{'on' if cfg.model.temporal.enabled else 'off'}, adversarial dropout "
-        f"{'on' if cfg.model.adversarial_dropout.enabled else 'off'}"
+        f"{'on' if cfg.model.adversarial_dropout.enabled else 'off'}, input "
+        f"{cfg.input.max_size}x{cfg.input.min_size}"
     )
     print(model_summary(model))
     return 0
@@ -314,122 +329,71 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    """An inference checkpoint: weights (fp16 unless --fp32) and config, with the selection
-    prior, the search region and the template update tuned on --tune sequences when given."""
+def cmd_tune(args: argparse.Namespace) -> int:
+    """A checkpoint with its tracking settings tuned on validation sequences (``--grid``)."""
     from siamtfa.checkpoint import load_checkpoint, save_checkpoint
     from siamtfa.data.datasets import read_dataset
-    from siamtfa.evaluation.score import score
-    from siamtfa.tracking import Tracker, load_model
-    from siamtfa.tracking.selection import is_paper_rule
-    from siamtfa.tracking.tuning import average_overlap, grid_search, record, track_all
+    from siamtfa.tracking import load_model
+    from siamtfa.tracking.tuning import Grid, read_grid, tune
     from siamtfa.training.engine import parse_data_spec
 
-    if args.proposals and min(args.proposals) < 1:
-        raise ValueError(f"--proposals must be at least 1, got {min(args.proposals)}")
+    grid = read_grid(args.grid) if args.grid else Grid()
+    if len(set(args.on)) < len(args.on):  # its frames would count twice
+        raise ValueError(f"--on lists a set twice: {' '.join(args.on)}")
+    sets = {}
+    for spec in args.on:
+        kind, path, _ = parse_data_spec(spec)
+        sets[spec] = read_dataset(kind, path)
     source = load_checkpoint(args.checkpoint)
     model, cfg = load_model(args.checkpoint)
-    info = {"source": str(args.checkpoint), "iteration": source.get("iteration")}
-    if args.tune:
-        seqs, sets = [], {}  # sets: by --tune spec, for the final settings' AO per set
-        for spec in args.tune:
-            kind, path, _ = parse_data_spec(spec)
-            sets[spec] = read_dataset(kind, path)
-            seqs += sets[spec]
-        names = [s.name for s in seqs]
-        if len(set(names)) < len(names):  # AO is pooled over frames keyed by sequence name
-            raise ValueError(f"--tune sets share sequence names: {' '.join(args.tune)}")
-        recorded = record(Tracker(model, "online", args.device, cfg.input), seqs)
-        ranked = grid_search(recorded)
-        paper_ao = average_overlap(recorded, config.TrackingConfig())
-        print(f"{'AO':>6}  selection (tuned on {' '.join(args.tune)}, {len(seqs)} sequences)")
-        for ao, setting in ranked[:5]:
-            print(f"{ao:6.3f}  {setting}")
-        print(f"{paper_ao:6.3f}  the paper's rule (top-scoring RoI)")
-        best_ao, cfg.tracking = ranked[0]
-        if best_ao <= paper_ao:  # no gain on the validation set: keep the paper's rule
-            cfg.tracking = config.TrackingConfig()
-        info["tuning"] = {"on": args.tune, "ao": best_ao, "paper_rule_ao": paper_ao}
-    cfg.tracking.max_upsample = args.max_upsample
-    cfg.tracking.template_interval = args.template_interval
-    # these change the RoIs themselves, so the replay cannot score them: each value is
-    # tracked in full on the --tune sequences, one setting after the other
-    tracked: dict[str, dict] = {}  # boxes by setting: a setting is tracked once
-
-    def tracked_ao(subset: list | None = None) -> float:
-        """AO of tracking the --tune sequences (or ``subset`` of them) with the settings as
-        they are now."""
-        key = repr((cfg.tracking, cfg.model.rpn.post_nms_top_n_test, cfg.input))
-        if key not in tracked:
-            tracker = Tracker(model, "online", args.device, cfg.input, tracking=cfg.tracking)
-            tracked[key] = track_all(tracker, seqs)
-        return score(tracked[key], seqs if subset is None else subset).ao
-
-    for section, name, flag, values in (
-        (cfg.tracking, "search_target_size", "search-target-size", args.search_target_size),
-        # the replay chose the window for the whole frame, where look-alikes anywhere compete;
-        # the search region already keeps far ones out
-        (cfg.tracking, ("window_sigma", "window_influence"), "window", args.window),
-        # the replay chose size_lr for the whole frame, not the region
-        (cfg.tracking, "size_lr", "size-lr", args.size_lr),
-        (cfg.tracking, "redetect_below", "redetect-below", args.redetect_below),
-        (cfg.tracking, "template_update", "template-update", args.template_update),
-        # the model shares cfg.model.rpn, so setting it here changes what the RPN keeps
-        (cfg.model.rpn, "post_nms_top_n_test", "proposals", args.proposals),
-        # (long side, short side) that frames are resized to fit: more context around the
-        # target at the same target size, for more time per frame
-        (cfg.input, ("max_size", "min_size"), "input-size", args.input_size),
-    ):
-        if values is None:  # --window / --size-lr / ... not given: keep them
-            continue
-        _set(section, name, values[0])
-        if len(values) == 1:
-            continue
-        if not args.tune:
-            raise ValueError(f"several --{flag} values need --tune sequences")
-        key_name = name if isinstance(name, str) else flag.replace("-", "_")
-        sep = ":" if flag == "window" else "x"
-        scores = {}
-        for value in values:
-            _set(section, name, value)
-            scores[_label(value, sep)] = tracked_ao()
-            print(f"{scores[_label(value, sep)]:6.3f}  {key_name} {_label(value, sep)}")
-        # ties: the first listed
-        _set(section, name, max(values, key=lambda v: scores[_label(v, sep)]))
-        info["tuning"][key_name] = scores
-    if args.tune:  # the figure a release decision needs: the exported settings, tracked
-        info["tuning"]["tracked_ao"] = tracked_ao()
-        info["tuning"]["tracked_ao_by_set"] = {k: tracked_ao(v) for k, v in sets.items()}
-        if len(sets) > 1:
-            for spec, ao in info["tuning"]["tracked_ao_by_set"].items():
-                print(f"{ao:6.3f}  of which {spec} ({len(sets[spec])} sequences)")
-        print(f"{info['tuning']['tracked_ao']:6.3f}  tracked AO of the exported settings")
-    weights = {
-        k: v.half() if v.is_floating_point() and not args.fp32 else v
-        for k, v in model.cpu().state_dict().items()  # --tune may have moved it to the GPU
+    info = tune(model, cfg, sets, grid, args.device)
+    _print_tuning(info)
+    state = {
+        "model": model.cpu().state_dict(),
+        "config": config.to_dict(cfg),
+        "source": source.get("source", str(args.checkpoint)),
+        "iteration": source.get("iteration"),
+        "tuning": info,
     }
-    save_checkpoint({"model": weights, "config": config.to_dict(cfg), **info}, args.out)
-    paper = is_paper_rule(cfg.tracking) and not (
-        cfg.tracking.search_target_size or cfg.tracking.template_update
-    )
-    rule = str(cfg.tracking) + (" (the paper's rule)" if paper else "")
-    size = Path(args.out).stat().st_size / 2**20
-    print(f"wrote {args.out} ({size:.1f} MiB, selection: {rule})")
+    save_checkpoint(state, args.out)
+    print(f"wrote {args.out} (tracking: {cfg.tracking})")
     return 0
 
 
-def _set(section: object, name: str | tuple[str, ...], value: object) -> None:
-    """``section.name = value``, or each of several names to the matching item of ``value``."""
-    if isinstance(name, str):
-        setattr(section, name, value)
-    else:
-        for field, item in zip(name, value):
-            setattr(section, field, item)
+def _print_tuning(info: dict) -> None:
+    """What ``tune`` tried, best first within each stage, as an AO table."""
+    print(f"{'AO':>6}  tuned on {' '.join(info['on'])}")
+    if "replay" in info:
+        for ao, setting in info["replay"]["top"]:
+            print(f"{ao:6.3f}  replay: {setting}")
+        print(f"{info['replay']['paper_rule_ao']:6.3f}  replay: the paper's rule (top RoI)")
+    for step in info["tracked"]:
+        for values, ao in zip(step["values"], step["ao"]):
+            if ao is not None:
+                setting = ", ".join(f"{k}={v:g}" for k, v in zip(step["set"], values))
+                print(f"{ao:6.3f}  tracked: {setting}")
+    for name, ao in info["tracked_ao_by_set"].items():
+        print(f"{ao:6.3f}  the tuned settings on {name}")
+    print(f"{info['tracked_ao']:6.3f}  the tuned settings, tracked on all")
 
 
-def _label(value: float | tuple[float, ...], sep: str = "x") -> str:
-    """``40`` for a number, ``384x288`` for a pair (``sep`` between its items)."""
-    return sep.join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+def cmd_export(args: argparse.Namespace) -> int:
+    """An inference checkpoint: weights (fp16 unless --fp32) and config, as tuned."""
+    from siamtfa.checkpoint import load_checkpoint, save_checkpoint
+    from siamtfa.tracking import load_model
+
+    source = load_checkpoint(args.checkpoint)
+    model, cfg = load_model(args.checkpoint)  # checks that the weights fit the config
+    weights = {
+        k: v.half() if v.is_floating_point() and not args.fp32 else v
+        for k, v in model.state_dict().items()
+    }
+    kept = {k: source[k] for k in ("source", "iteration", "tuning") if k in source}
+    state = {"source": str(args.checkpoint), **kept, "model": weights}
+    save_checkpoint({**state, "config": config.to_dict(cfg)}, args.out)
+    size = Path(args.out).stat().st_size / 2**20
+    print(f"wrote {args.out} ({size:.1f} MiB, tracking: {cfg.tracking})")
+    return 0
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -538,8 +502,10 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 def _add_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="print the model's parts and parameter counts")
-    p.add_argument("--preset", default="paper", choices=config.PRESETS, help="the model")
-    p.add_argument("--config", help="YAML config (overrides --preset)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--preset", choices=config.PRESETS, help="a preset's model")
+    what.add_argument("--config", help="a YAML config's model")
+    what.add_argument("--checkpoint", help="a checkpoint's model (default: the shipped one)")
     p.set_defaults(func=cmd_summary)
 
 
@@ -684,83 +650,31 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="inference checkpoint (fp16), tracking settings tuned")
-    p.add_argument("checkpoint", help="training checkpoint (last.pt, best.pt)")
-    p.add_argument("out", help="where to write it")
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="tune a checkpoint's tracking settings on validation sets")
+    p.add_argument("checkpoint", help="checkpoint to tune (best.pt, last.pt)")
+    p.add_argument("out", help="where to write the tuned checkpoint")
     p.add_argument(
-        "--tune",
+        "--on",
         nargs="+",
+        required=True,
         metavar="KIND=PATH",
-        help="VALIDATION sets to tune the box-selection prior on, pooled (never a test set)",
+        help="VALIDATION sets, pooled (never a test set)",
     )
     p.add_argument(
-        "--search-target-size",
-        type=float,
-        nargs="+",
-        default=[0.0],
-        metavar="PX",
-        help="search region: target size in input pixels (0: whole frame, the paper); "
-        "several values: each is tracked on the --tune sequences and the best kept",
+        "--grid",
+        help="YAML grid: replay (selection prior) and tracked steps, e.g. configs/tune.yaml "
+        "(default: the selection prior only)",
     )
-    p.add_argument(
-        "--max-upsample", type=float, default=2.0, help="search region's largest enlargement"
-    )
-    p.add_argument(
-        "--window",
-        type=_window,
-        nargs="+",
-        metavar="SIGMA:INFLUENCE",
-        help="motion prior's width (previous box sizes) and weight, replacing the --tune "
-        "replay's choice; several pairs: tracked on --tune after the search region is chosen",
-    )
-    p.add_argument(
-        "--size-lr",
-        type=float,
-        nargs="+",
-        metavar="F",
-        help="fraction of the size change taken per frame, replacing the --tune replay's "
-        "choice; several values: tracked on --tune after the search region is chosen",
-    )
-    p.add_argument(
-        "--redetect-below",
-        type=float,
-        nargs="+",
-        default=[0.0],
-        metavar="S",
-        help="with a search region, search the whole frame too after an answer scoring below S "
-        "(0: never); several values: tracked on --tune after the search region is chosen",
-    )
-    p.add_argument(
-        "--template-update",
-        type=float,
-        nargs="+",
-        default=[0.0],
-        metavar="W",
-        help="weight of the latest confident appearance in the template (0: the first frame's "
-        "only, the paper); several values: tracked on --tune after the settings above",
-    )
-    p.add_argument(
-        "--template-interval", type=int, default=10, help="frames between template updates"
-    )
-    p.add_argument(
-        "--proposals",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="proposals kept after NMS per frame (model.rpn.post_nms_top_n_test; the RoI "
-        "stage's cost grows with it); several values: tracked on --tune after the settings above",
-    )
-    p.add_argument(
-        "--input-size",
-        type=_input_size,
-        nargs="+",
-        metavar="LONGxSHORT",
-        help="size frames (or search regions) are resized to fit, e.g. 320x240 (default: the "
-        "checkpoint's); several values: tracked on --tune after the settings above",
-    )
+    p.add_argument("--device", help="where to track (default: cuda if available)")
+    p.set_defaults(func=cmd_tune)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="inference checkpoint: fp16 weights and config")
+    p.add_argument("checkpoint", help="checkpoint (tuned, or best.pt / last.pt)")
+    p.add_argument("out", help="where to write it")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
-    p.add_argument("--device", help="where --tune tracks (default: cuda if available)")
     p.set_defaults(func=cmd_export)
 
 
@@ -797,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_track(sub)
     _add_make_synthetic(sub)
     _add_train(sub)
+    _add_tune(sub)
     _add_export(sub)
     _add_convert_backbone(sub)
     _add_plot_log(sub)
@@ -813,6 +728,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("siamtfa: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except BrokenPipeError:  # output piped into head and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ target reaches the sizes it was trained on (``search_region``). Boxes are ``[x, 
 from __future__ import annotations
 
 import copy
+import functools
 import time
 import warnings
 from collections.abc import Callable
@@ -137,6 +138,14 @@ def _check_box(box, width: int, height: int) -> tuple[np.ndarray, list[float]]:
     return box, [x1, y1, x2, y2]
 
 
+def _nth(
+    searched: tuple[Tensor, list[dict[str, Tensor]]], i: int
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The ``i``-th prepared frame and its ranked RoIs of a clip searched together."""
+    frames, dets = searched
+    return frames[i : i + 1], dets[i]
+
+
 def _candidates(det: dict[str, Tensor], region: T.Region) -> tuple[np.ndarray, np.ndarray]:
     """``det``'s ranked RoIs in image pixels (x1, y1, x2, y2) and their scores."""
     return region.to_image(det["boxes"].float().cpu().numpy()), det["scores"].float().cpu().numpy()
@@ -201,8 +210,7 @@ class Tracker(BaseTracker):
         self.stream_size: tuple[int, ...] = ()
         self.box = np.zeros(4)
         self.earlier: np.ndarray | None = None  # the box before self.box: its motion
-        # the last frame's ranked RoIs in image pixels (x1, y1, x2, y2) and their scores
-        self.candidates: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros(0))
+        self._ranked: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros(0))
 
     # ---------------------------------------------------------------- preprocessing
     def _region(self, width: int, height: int) -> T.Region:
@@ -231,25 +239,36 @@ class Tracker(BaseTracker):
     def _answer(self, det: dict[str, Tensor], region: T.Region, size: tuple[int, int]) -> float:
         """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box.
         Returns the chosen RoI's score (0 when there is none)."""
-        self.candidates = _candidates(det, region)
+        self._ranked = _candidates(det, region)
         previous, score = self.box, 0.0
-        if len(self.candidates[0]):
-            self.box, best = next_box(previous, *self.candidates, self.tracking, size, self.earlier)
-            score = float(self.candidates[1][best])
+        if len(self._ranked[0]):
+            self.box, best = next_box(previous, *self._ranked, self.tracking, size, self.earlier)
+            score = float(self._ranked[1][best])
         self.earlier = previous
         self.since_template += 1
         return score
 
     def _redetect(
-        self, det: dict[str, Tensor], whole: T.Region, size: tuple[int, int], score: float
-    ) -> float | None:
-        """Replace the last answer, whose RoI scored ``score``, by the whole frame's top RoI
-        (``det``, taken as it is) when that scores higher; returns its score, None if not."""
+        self,
+        score: float,
+        region: T.Region,
+        size: tuple[int, int],
+        search_whole: Callable[[T.Region], tuple[Tensor, dict[str, Tensor]]],
+    ) -> tuple[float, T.Region, Tensor] | None:
+        """Look at the whole frame when the answer in ``region`` scored ``score`` below
+        ``tracking.redetect_below`` and ``region`` is not the whole frame already:
+        ``search_whole(whole)`` gives the prepared whole frame and its ranked RoIs, and their
+        top RoI (taken as it is) replaces the answer when it scores higher. Returns its score,
+        the whole frame's region and the prepared frame; None when the answer stays."""
+        whole = self._whole(*size)
+        if score >= self.tracking.redetect_below or region == whole:
+            return None
+        frame, det = search_whole(whole)
         if not len(det["boxes"]) or float(det["score"]) <= score:
             return None
-        self.candidates = _candidates(det, whole)
-        self.box = clipped_xywh(self.candidates[0][0], size)
-        return float(det["score"])
+        self._ranked = _candidates(det, whole)
+        self.box = clipped_xywh(self._ranked[0][0], size)
+        return float(det["score"]), whole, frame
 
     def _search(
         self, frames: Tensor, clip_len: int, stream: dict | None = None
@@ -283,6 +302,11 @@ class Tracker(BaseTracker):
         self.template = torch.lerp(self.first_template, latest, cfg.template_update)
         self.since_template = 0
 
+    def ranked(self) -> tuple[np.ndarray, np.ndarray]:
+        """The last answered frame's ranked RoIs, in image pixels (``x1, y1, x2, y2``), and
+        their scores: what the box was chosen from."""
+        return self._ranked[0].copy(), self._ranked[1].copy()
+
     # ---------------------------------------------------------------- GOT-10k interface
     @torch.inference_mode()
     def init(self, image, box) -> np.ndarray:
@@ -315,13 +339,14 @@ class Tracker(BaseTracker):
         past = dict(self.stream)  # the shift's past, for a second look at this frame
         det = self._search(frame, 1, self.stream)[0]
         score = self._answer(det, region, size)
-        whole = self._whole(*size)
-        if score < self.tracking.redetect_below and region != whole:
+
+        def search_whole(whole: T.Region) -> tuple[Tensor, dict[str, Tensor]]:
             whole_frame = self._prepare(rgb, whole)[0]
-            det = self._search(whole_frame, 1, past)[0]
-            found = self._redetect(det, whole, size, score)
-            if found is not None:
-                frame, region, score, self.stream = whole_frame, whole, found, past
+            return whole_frame, self._search(whole_frame, 1, past)[0]
+
+        found = self._redetect(score, region, size, search_whole)
+        if found is not None:  # the whole frame's look is the one the stream continues from
+            (score, region, frame), self.stream = found, past
         self._update_template(frame, region, score)
         return self.box.copy()
 
@@ -350,18 +375,22 @@ class Tracker(BaseTracker):
         prepared = [self._prepare(r, region) for r in rgbs]
         frames = torch.cat([p[0] for p in prepared])
         dets = self._search(frames, len(images))
-        whole, whole_dets = self._whole(w, h), None
+
+        @functools.cache
+        def whole_clip(whole: T.Region) -> tuple[Tensor, list[dict[str, Tensor]]]:
+            """The whole frames of the clip, searched together once, as the shift needs."""
+            whole_frames = torch.cat([self._prepare(r, whole)[0] for r in rgbs])
+            return whole_frames, self._search(whole_frames, len(images))
+
         out = []
         for i, det in enumerate(dets):
-            score, seen, where = self._answer(det, region, (w, h)), frames, region
-            if score < self.tracking.redetect_below and region != whole:
-                if whole_dets is None:  # the whole clip once, as the shift needs it
-                    whole_frames = torch.cat([self._prepare(r, whole)[0] for r in rgbs])
-                    whole_dets = self._search(whole_frames, len(images))
-                found = self._redetect(whole_dets[i], whole, (w, h), score)
-                if found is not None:
-                    score, seen, where = found, whole_frames, whole
+            score, seen, where = self._answer(det, region, (w, h)), frames[i : i + 1], region
+            found = self._redetect(
+                score, region, (w, h), lambda whole, i=i: _nth(whole_clip(whole), i)
+            )
+            if found is not None:
+                score, where, seen = found
             out.append(self.box.copy())
             if i == len(dets) - 1:  # the next clip's template may change only between clips
-                self._update_template(seen[i : i + 1], where, score)
+                self._update_template(seen, where, score)
         return np.stack(out)

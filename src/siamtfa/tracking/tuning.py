@@ -1,25 +1,36 @@
-"""Tune the box-selection prior (``TrackingConfig``) on validation sequences.
+"""Tune a checkpoint's tracking settings on validation sequences (``siamtfa tune``).
 
-In ``online`` mode with the whole frame searched and the first template kept, the network's
-ranked RoIs do not depend on the boxes chosen before: each sequence is run through the network
-once and every candidate setting is replayed on the stored RoIs, which makes a grid search cost
-seconds. The search region and the template update do change the RoIs; those are scored by
-tracking in full (``track_all``, then ``siamtfa.evaluation.score``).
+Two stages, both given by a :class:`Grid` (a YAML file):
+
+* **replay** — the box-selection prior. In ``online`` mode with the whole frame searched and
+  the first template kept, the network's ranked RoIs do not depend on the boxes chosen
+  before: each sequence is run through the network once and every combination of the grid is
+  replayed on the stored RoIs, which makes the search cost seconds.
+* **tracked** — settings that change the RoIs themselves (search region, template update,
+  proposals, input size) or that the replay chose for the whole frame: steps in order, each
+  value (or set of values taken together) tracked in full and the best kept.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
+import yaml
 from tqdm import tqdm
 
-from siamtfa.config import TrackingConfig
+from siamtfa import config as config_mod
+from siamtfa.config import Config, ConfigError, TrackingConfig
 from siamtfa.data.datasets import Sequence
 from siamtfa.data.sampling import frame_size
 from siamtfa.evaluation.metrics import got10k_metrics
-from siamtfa.evaluation.score import cover_of
+from siamtfa.evaluation.score import cover_of, score
+from siamtfa.model import SiamTFA
 from siamtfa.tracking.selection import next_box
 from siamtfa.tracking.tracker import Tracker
 
@@ -55,7 +66,7 @@ def record(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -
         candidates = []
         for frame in seq.frames[1:]:
             tracker.update(frame)
-            candidates.append(tracker.candidates)
+            candidates.append(tracker.ranked())
         truth = (seq.boxes, cover_of(seq), frame_size(seq))
         out.append(RecordedSequence(seq.name, *truth, candidates))
     return out
@@ -112,3 +123,131 @@ def grid_search(
     ]
     ranked.sort(key=lambda t: (-t[0], t[1]))
     return [(ao, cfg) for ao, _, cfg in ranked]
+
+
+# config sections a tracked step may set: the tracker's and the RPN's test-time settings
+TUNABLE = ("tracking.", "input.", "model.rpn.")
+
+
+@dataclass
+class Grid:
+    """What :func:`tune` searches. ``replay``: ``TrackingConfig`` fields and their values, every
+    combination replayed (empty: keep the checkpoint's selection). ``tracked``: steps in order,
+    each mapping config paths (``tracking.size_lr``, ``input.max_size``) to value lists of one
+    length, whose i-th values are tried together."""
+
+    replay: dict[str, tuple[Any, ...]] = field(default_factory=lambda: dict(GRID))
+    tracked: list[dict[str, tuple[Any, ...]]] = field(default_factory=list)
+
+
+def read_grid(path: str | Path) -> Grid:
+    """The :class:`Grid` in a YAML file with the keys ``replay`` and ``tracked``; every path
+    and value is checked against the config, and an error names the file and the entry."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read the grid: {err}") from err
+    if not isinstance(data, dict) or set(data) - {"replay", "tracked"}:
+        raise ConfigError(f"{path}: expected a mapping with the keys replay and tracked")
+    replay = data.get("replay") or {}
+    steps = data.get("tracked") or []
+    if not isinstance(replay, dict) or not isinstance(steps, list):
+        raise ConfigError(f"{path}: replay must be a mapping and tracked a list of mappings")
+    for key in set(replay) - set(GRID):  # only the selection prior can be replayed
+        raise ConfigError(f"{path}: replay: {key}: not one of {', '.join(GRID)}")
+    checked = _values(path, "replay", {f"tracking.{k}": v for k, v in replay.items()})
+    grid = Grid({k.removeprefix("tracking."): v for k, v in checked.items()}, [])
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or not step:
+            raise ConfigError(f"{path}: tracked[{i}]: expected a mapping of config paths")
+        for key in step:
+            if not str(key).startswith(TUNABLE):
+                raise ConfigError(f"{path}: tracked[{i}]: {key}: not under {', '.join(TUNABLE)}")
+        values = _values(path, f"tracked[{i}]", step)
+        if len({len(v) for v in values.values()}) > 1:
+            raise ConfigError(f"{path}: tracked[{i}]: its value lists differ in length")
+        grid.tracked.append(values)
+    return grid
+
+
+def _values(path: str | Path, where: str, entries: Mapping[str, Any]) -> dict[str, tuple]:
+    """``entries`` (config path -> non-empty list) with each value checked and converted by
+    the config's own rules."""
+    out = {}
+    for key, values in entries.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: {where}: {key}: expected a non-empty list of values")
+        try:
+            out[key] = tuple(_get(config_mod.merge(Config(), _nested(key, v)), key) for v in values)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {where}: {err}") from None
+    return out
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    """``{"a": {"b": value}}`` for the path ``a.b``."""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def _get(cfg: Config, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    *parents, name = key.split(".")
+    setattr(_get(cfg, ".".join(parents)), name, value)
+
+
+def tune(
+    model: SiamTFA,
+    cfg: Config,
+    sets: dict[str, list[Sequence]],
+    grid: Grid,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tune ``cfg`` (in place; ``model`` was built from it and shares its ``model.rpn``) on
+    the validation ``sets`` (name -> sequences), pooled. Returns what was tried and its AO:
+    the record a tuned checkpoint keeps under ``tuning``."""
+    seqs = [s for group in sets.values() for s in group]
+    names = [s.name for s in seqs]
+    if len(set(names)) < len(names):  # AO is pooled over frames keyed by sequence name
+        raise ValueError(f"the tuning sets share sequence names: {' '.join(sets)}")
+    info: dict[str, Any] = {"on": list(sets), "tracked": []}
+    if grid.replay:
+        recorded = record(Tracker(model, "online", device, cfg.input), seqs, progress)
+        ranked = grid_search(recorded, grid.replay, progress)
+        paper_ao = average_overlap(recorded, TrackingConfig())
+        cfg.tracking = ranked[0][1] if ranked[0][0] > paper_ao else TrackingConfig()
+        top = [[ao, {k: getattr(s, k) for k in grid.replay}] for ao, s in ranked[:5]]
+        info["replay"] = {"top": top, "paper_rule_ao": paper_ao}
+    boxes: dict[str, dict] = {}  # by settings: each is tracked once
+
+    def tracked_ao(subset: list[Sequence] = seqs) -> float:
+        """AO of tracking with ``cfg`` as it is now."""
+        key = repr((cfg.tracking, cfg.model.rpn, cfg.input))
+        if key not in boxes:
+            tracker = Tracker(model, "online", device, cfg.input, tracking=cfg.tracking)
+            boxes[key] = track_all(tracker, seqs, progress)
+        return score(boxes[key], subset).ao
+
+    for step in grid.tracked:
+        choices = list(zip(*step.values()))
+        scores = []
+        for choice in choices:
+            for key, value in zip(step, choice):
+                _set(cfg, key, value)
+            scores.append(tracked_ao() if len(choices) > 1 else None)
+        kept = int(np.argmax(scores)) if len(choices) > 1 else 0  # ties: the first listed
+        for key, value in zip(step, choices[kept]):
+            _set(cfg, key, value)
+        info["tracked"].append(
+            {"set": list(step), "values": [list(c) for c in choices], "ao": scores, "kept": kept}
+        )
+    info["tracked_ao"] = tracked_ao()
+    info["tracked_ao_by_set"] = {name: tracked_ao(group) for name, group in sets.items()}
+    return info
