@@ -329,49 +329,20 @@ def render_sequence(
     style = _rng(seed, f"{index}:style") if broad else None
     speed_up = float(np.exp(_rng(seed, f"{index}:motion").uniform(*np.log(motion))))
     speed_up *= 1.6 if temporal_stress else 1.0
-    occluder_range = (2, 5) if temporal_stress else (0, 3)
     fw, fh = size
+    n = num_frames
     use_real_background = textures is not None and rng.random() < 0.75
     use_real_target = textures is not None and rng.random() < 0.6
-    if use_real_background:
-        background = textures.background(rng, fh, fw)
-    else:
-        background = _noise_texture(rng, fh, fw, 5)
-    if style is not None and style.random() < 0.5:  # half of them: another family
-        background = _family_texture(str(style.choice(FAMILIES)), style, fh, fw)
-    clutter = background.copy()
-    for _ in range(int(rng.integers(6, 14))):  # static background clutter
-        cw, ch = rng.integers(8, fw // 4), rng.integers(8, fh // 4)
-        spr = _Sprite(_noise_texture(rng, int(ch), int(cw), 2), bool(rng.integers(2)))
-        _paste(
-            clutter, None, spr.render(rng.uniform(-10, fw), rng.uniform(-10, fh), cw, ch, fh, fw)
-        )
-
+    clutter = _backdrop(rng, style, textures if use_real_background else None, fh, fw)
     side = float(np.sqrt(fw * fh) * rng.uniform(*target_size))
     aspect0 = float(np.exp(rng.uniform(-0.6, 0.6)))
-    target_tex = textures.object(rng) if use_real_target else None
-    ellipse = bool(rng.integers(2)) and target_tex is None
-    if target_tex is None:
-        target_tex = _pattern_texture(rng, 64, 64)
-    if style is not None and style.random() < 0.4:
-        target_tex = _family_texture(str(style.choice(FAMILIES)), style, 64, 64)
+    target_tex, ellipse = _target_texture(rng, style, textures if use_real_target else None)
     target = _Sprite(target_tex, ellipse)
-    n = num_frames
     views = None  # per frame: the target's texture, when it changes
     if appearance_change > 0:
         look = _rng(seed, f"{index}:appearance")
         other = textures.object(look) if use_real_target else None
-        other = _pattern_texture(look, 64, 64) if other is None else other
-        angle = _smooth_walk(look, n, 5.5 * appearance_change)  # mean |step| ~ a degrees
-        # the share of the second view: 0 at the first frame, min(a / 2, 1) at the last
-        share = (
-            min(appearance_change / 2, 1) * (1 - np.cos(np.pi * np.arange(n) / max(n - 1, 1))) / 2
-        )
-        # the first frame, the template, keeps the first look
-        views = [target_tex] + [
-            _rotated((1 - f) * target_tex + f * other, a - angle[0])
-            for f, a in zip(share[1:], angle[1:])
-        ]
+        views = _views(look, target_tex, other, n, appearance_change)
     cx = fw / 2 + rng.uniform(-0.25, 0.25) * fw + _smooth_walk(rng, n, fw * 0.02 * speed_up)
     cy = fh / 2 + rng.uniform(-0.25, 0.25) * fh + _smooth_walk(rng, n, fh * 0.02 * speed_up)
     log_scale = np.clip(_smooth_walk(rng, n, 0.012), -0.7, 0.7)
@@ -386,66 +357,144 @@ def render_sequence(
     # keep the centre mostly inside the frame
     cx = np.clip(cx, -0.1 * fw, 1.1 * fw)
     cy = np.clip(cy, -0.1 * fh, 1.1 * fh)
-
-    # distractors: the target's texture, recoloured a little, on their own paths
-    distractors = []
-    for _ in range(int(rng.integers(1, 4))):
-        tex = np.clip(target_tex * rng.uniform(0.8, 1.2, 3) + rng.normal(0, 0.04, 3), 0, 1)
-        spr = _Sprite(tex.astype(np.float32), bool(rng.integers(2)))
-        s = side * rng.uniform(0.7, 1.3)
-        dx = rng.uniform(0, fw) + _smooth_walk(rng, n, fw * 0.025)
-        dy = rng.uniform(0, fh) + _smooth_walk(rng, n, fh * 0.025)
-        distractors.append((spr, dx, dy, s))
-
-    # occluders: solid textured bars that sweep across the target's path at random times
-    occluders = []
-    for _ in range(int(rng.integers(*occluder_range))):
-        t0 = int(rng.integers(0, max(n - 10, 1)))
-        dur = int(rng.integers(8, 30))
-        ow, oh = side * rng.uniform(1.0, 2.2), side * rng.uniform(1.0, 2.2)
-        spr = _Sprite(_noise_texture(rng, 32, 32, 2), False)
-        occluders.append((spr, t0, dur, ow, oh, rng.uniform(-1.5, 1.5)))
-
+    distractors = _distractors(rng, target_tex, side, n, size)
+    occluders = _occluders(rng, side, n, (2, 5) if temporal_stress else (0, 3))
     gain = 1.0 + 0.35 * np.tanh(_smooth_walk(rng, n, 0.03))
     tilt = rng.uniform(-0.25, 0.25)
     # ground truth = the pixel rectangle the target is drawn into
     rects = np.array([_pixel_box(*b) for b in np.stack((cx - tw / 2, cy - th / 2, tw, th), 1)])
     boxes = np.concatenate((rects[:, :2], rects[:, 2:] - rects[:, :2]), 1).astype(np.float64)
-    frames, covers, absences, cuts, visibles = [], [], [], [], []
     ramp = np.linspace(1 - tilt, 1 + tilt, fw, dtype=np.float32)[None, :, None]
+    speeds = np.hypot(np.diff(cx, append=cx[-1]), np.diff(cy, append=cy[-1]))
+    frames, visibles = [], []
     for t in range(n):
-        frame = clutter.copy()
-        for spr, dx, dy, s in distractors:
-            _paste(frame, None, spr.render(dx[t] - s / 2, dy[t] - s / 2, s, s, fh, fw))
-        target_layer = np.zeros((fh, fw), bool)
-        x, y, w, h = boxes[t]
         if views is not None:
             target.texture = views[t]
-        _paste(frame, target_layer, target.render(x, y, w, h, fh, fw))
-        full = int(target_layer.sum())
-        occluded = np.zeros((fh, fw), bool)
-        for spr, t0, dur, ow, oh, drift in occluders:
-            if t0 <= t < t0 + dur:
-                phase = (t - t0) / dur  # sweeps across the target's box
-                ox = x + w / 2 - ow / 2 + (phase - 0.5) * 2.2 * ow * drift
-                oy = y + h / 2 - oh / 2 + (phase - 0.5) * 1.2 * oh
-                _paste(frame, occluded, spr.render(ox, oy, ow, oh, fh, fw))
-        visible = target_layer & ~occluded
-        speed = np.hypot(cx[min(t + 1, n - 1)] - cx[t], cy[min(t + 1, n - 1)] - cy[t])
+        frame, visible, full = _draw(clutter, target, boxes[t], distractors, occluders, t)
         img = Image.fromarray((np.clip(frame * gain[t] * ramp, 0, 1) * 255).astype(np.uint8))
-        if speed > 0.012 * fw:  # motion blur on fast frames
-            img = img.filter(ImageFilter.BoxBlur(min(3, int(speed / (0.012 * fw)))))
+        if speeds[t] > 0.012 * fw:  # motion blur on fast frames
+            img = img.filter(ImageFilter.BoxBlur(min(3, int(speeds[t] / (0.012 * fw)))))
         frames.append(np.asarray(img))
         frac = visible.sum() / max(full, 1)
-        covers.append(0 if full == 0 or frac < 0.02 else int(np.ceil(frac * 8)))
-        absences.append(int(covers[-1] == 0))
-        cuts.append(int(x < 0 or y < 0 or x + w > fw or y + h > fh))
-        visibles.append(visible)
+        visibles.append((visible, 0 if full == 0 or frac < 0.02 else int(np.ceil(frac * 8))))
     if style is not None:
         frames = _camera(frames, style)
+    covers = np.array([c for _, c in visibles])
+    x, y, w, h = boxes.T
+    cuts = ((x < 0) | (y < 0) | (x + w > fw) | (y + h > fh)).astype(int)
     return SyntheticSequence(
-        frames, boxes, np.array(covers), np.array(absences), np.array(cuts), visibles
+        frames, boxes, covers, (covers == 0).astype(int), cuts, [v for v, _ in visibles]
     )
+
+
+def _backdrop(
+    rng: np.random.Generator,
+    style: np.random.Generator | None,
+    textures: TextureBank | None,
+    fh: int,
+    fw: int,
+) -> np.ndarray:
+    """The static background: a real crop (``textures``) or noise, in ``broad`` mode
+    (``style``) half of the time another family, with random clutter pasted on it."""
+    real = textures is not None
+    background = textures.background(rng, fh, fw) if real else _noise_texture(rng, fh, fw, 5)
+    if style is not None and style.random() < 0.5:  # half of them: another family
+        background = _family_texture(str(style.choice(FAMILIES)), style, fh, fw)
+    clutter = background.copy()
+    for _ in range(int(rng.integers(6, 14))):
+        cw, ch = rng.integers(8, fw // 4), rng.integers(8, fh // 4)
+        spr = _Sprite(_noise_texture(rng, int(ch), int(cw), 2), bool(rng.integers(2)))
+        _paste(
+            clutter, None, spr.render(rng.uniform(-10, fw), rng.uniform(-10, fh), cw, ch, fh, fw)
+        )
+    return clutter
+
+
+def _target_texture(
+    rng: np.random.Generator, style: np.random.Generator | None, textures: TextureBank | None
+) -> tuple[np.ndarray, bool]:
+    """The target's look (a real crop from ``textures``, else a pattern; in ``broad`` mode
+    sometimes another family) and whether it is drawn as an ellipse (patterns only)."""
+    texture = textures.object(rng) if textures is not None else None
+    ellipse = bool(rng.integers(2)) and texture is None
+    if texture is None:
+        texture = _pattern_texture(rng, 64, 64)
+    if style is not None and style.random() < 0.4:
+        texture = _family_texture(str(style.choice(FAMILIES)), style, 64, 64)
+    return texture, ellipse
+
+
+def _views(
+    look: np.random.Generator, first: np.ndarray, other: np.ndarray | None, n: int, change: float
+) -> list[np.ndarray]:
+    """Per frame, the target turned by a smooth walk of about ``change`` degrees a frame and
+    faded into ``other`` (a pattern when None), ``min(change / 2, 1)`` of it by the last frame;
+    the first frame, the template, keeps ``first``."""
+    other = _pattern_texture(look, 64, 64) if other is None else other
+    angle = _smooth_walk(look, n, 5.5 * change)  # mean |step| ~ change degrees
+    share = min(change / 2, 1) * (1 - np.cos(np.pi * np.arange(n) / max(n - 1, 1))) / 2
+    return [first] + [
+        _rotated((1 - f) * first + f * other, a - angle[0]) for f, a in zip(share[1:], angle[1:])
+    ]
+
+
+def _distractors(
+    rng: np.random.Generator, texture: np.ndarray, side: float, n: int, size: tuple[int, int]
+) -> list[tuple]:
+    """1-3 look-alikes: the target's texture recoloured a little, each on its own path
+    ``(sprite, x [n], y [n], side)``."""
+    fw, fh = size
+    out = []
+    for _ in range(int(rng.integers(1, 4))):
+        tex = np.clip(texture * rng.uniform(0.8, 1.2, 3) + rng.normal(0, 0.04, 3), 0, 1)
+        spr = _Sprite(tex.astype(np.float32), bool(rng.integers(2)))
+        s = side * rng.uniform(0.7, 1.3)
+        dx = rng.uniform(0, fw) + _smooth_walk(rng, n, fw * 0.025)
+        dy = rng.uniform(0, fh) + _smooth_walk(rng, n, fh * 0.025)
+        out.append((spr, dx, dy, s))
+    return out
+
+
+def _occluders(
+    rng: np.random.Generator, side: float, n: int, count: tuple[int, int]
+) -> list[tuple]:
+    """Solid textured bars that sweep across the target at random times:
+    ``(sprite, first frame, frames, width, height, drift)``."""
+    out = []
+    for _ in range(int(rng.integers(*count))):
+        t0 = int(rng.integers(0, max(n - 10, 1)))
+        dur = int(rng.integers(8, 30))
+        ow, oh = side * rng.uniform(1.0, 2.2), side * rng.uniform(1.0, 2.2)
+        spr = _Sprite(_noise_texture(rng, 32, 32, 2), False)
+        out.append((spr, t0, dur, ow, oh, rng.uniform(-1.5, 1.5)))
+    return out
+
+
+def _draw(
+    clutter: np.ndarray,
+    target: _Sprite,
+    box: np.ndarray,
+    distractors: list[tuple],
+    occluders: list[tuple],
+    t: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Frame ``t`` before the camera: the scene, the target's visible pixels, and how many
+    pixels it covers unoccluded."""
+    fh, fw = clutter.shape[:2]
+    frame = clutter.copy()
+    for spr, dx, dy, s in distractors:
+        _paste(frame, None, spr.render(dx[t] - s / 2, dy[t] - s / 2, s, s, fh, fw))
+    target_layer = np.zeros((fh, fw), bool)
+    x, y, w, h = box
+    _paste(frame, target_layer, target.render(x, y, w, h, fh, fw))
+    occluded = np.zeros((fh, fw), bool)
+    for spr, t0, dur, ow, oh, drift in occluders:
+        if t0 <= t < t0 + dur:
+            phase = (t - t0) / dur  # sweeps across the target's box
+            ox = x + w / 2 - ow / 2 + (phase - 0.5) * 2.2 * ow * drift
+            oy = y + h / 2 - oh / 2 + (phase - 0.5) * 1.2 * oh
+            _paste(frame, occluded, spr.render(ox, oy, ow, oh, fh, fw))
+    return frame, target_layer & ~occluded, int(target_layer.sum())
 
 
 def write_got10k(seq: SyntheticSequence, folder: Path, quality: int = 92) -> None:
