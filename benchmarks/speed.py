@@ -166,10 +166,11 @@ def network_speed(
 
 
 def ceiling(checkpoint: str | None) -> dict[str, float]:
-    """What this device allows: the lite network's GFLOP per 640x480 frame at the fast rows'
-    input (torch's FlopCounterMode: convolutions and matrix products, 2 per multiply-add; RoIs as
-    NMS leaves them on a rendered frame) and the GFLOP/s of a large matrix product in fp32 and
-    bf16, the rate that convolutions and FCs approach at best."""
+    """What this device allows: the network's (``checkpoint``'s, else ``lite``'s) GFLOP per
+    640x480 frame at the fast rows' input (torch's FlopCounterMode: convolutions and matrix
+    products, 2 per multiply-add; RoIs as NMS leaves them on a rendered frame) and the GFLOP/s
+    of a large matrix product in fp32 and bf16, the rate that convolutions and FCs approach at
+    best."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from siamtfa import build_model
@@ -266,7 +267,7 @@ def main() -> None:
     c = ceiling(args.checkpoint)
     fp32_max, bf16_max = c["float32"] / c["gflop"], c["bfloat16"] / c["gflop"]
     print(
-        f"ceiling: the lite network takes {c['gflop']:.1f} GFLOP a frame; a {c['size']:.0f}^3 "
+        f"ceiling: the network takes {c['gflop']:.1f} GFLOP a frame; a {c['size']:.0f}^3 "
         f"matrix product runs at {c['float32']:.0f} GFLOP/s in fp32, {c['bfloat16']:.0f} in "
         f"bf16: at most {fp32_max:.1f} / {bf16_max:.1f} frames/s"
     )

@@ -25,6 +25,8 @@ def tiny_config(iterations: int, **train_overrides):
         {
             "preset": "lite",
             "input": {"max_size": 192, "min_size": 160},
+            # a narrow pyramid and RoI stage: the engine is under test, not the preset
+            "model": {"fpn_channels": 32, "roi": {"fc_dim": 128}},
             "train": {
                 "iterations": iterations,
                 "batch_size": 1,
