@@ -67,6 +67,7 @@ def tiny_config(tmp: Path, iterations: int = 2, **model: Any) -> Path:
         {
             "preset": "lite",
             "input": {"max_size": 128, "min_size": 96},
+            "model": {"fpn_channels": 32, "roi": {"fc_dim": 128}},  # cheap to build and train
             "train": {
                 "iterations": iterations,
                 "batch_size": 1,
@@ -158,7 +159,7 @@ def failed_start(*bad: str) -> Callable[[Path], Cli]:
         return cli(
             "train",
             "--config",
-            tiny_config(tmp, 5, fpn_channels=32),
+            tiny_config(tmp, 5, fpn_channels=16),
             "--data",
             f"synthetic={tmp / 'syn'}",
             "--out",
@@ -289,7 +290,7 @@ def resume_with(*extra: object) -> Callable[[Path], Cli]:
 
 def resume_foreign_checkpoint(tmp: Path) -> Cli:
     run = a_run(tmp)
-    other = config.load(tiny_config(tmp, 2, fpn_channels=32))
+    other = config.load(tiny_config(tmp, 2, fpn_channels=16))
     state = load_checkpoint(run / "last.pt")
     state["model"] = build_model(other).state_dict()
     save_checkpoint(state, run / "last.pt")

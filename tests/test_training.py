@@ -145,15 +145,17 @@ def test_periodic_validation_keeps_the_best(tmp_path: Path, data: list[str]) -> 
     from siamtfa.tracking import Tracker
 
     cfg = tiny_config(5, val_every=2)
-    train(cfg, data, tmp_path, progress=False, val=data[0])
-    rows = [line.split(",") for line in (tmp_path / "val.csv").read_text().splitlines()]
+    make_synthetic(tmp_path / "val", 2, 6, seed=10, size=(160, 120), progress=False)
+    run = tmp_path / "run"
+    train(cfg, data, run, progress=False, val=f"synthetic={tmp_path / 'val'}")
+    rows = [line.split(",") for line in (run / "val.csv").read_text().splitlines()]
     assert [int(r[0]) for r in rows] == [2, 4, 5]  # and at the end of the run
     aos = [float(r[1]) for r in rows]
     assert all(0.0 <= a <= 1.0 for a in aos)
-    best = load_checkpoint(tmp_path / "best.pt")
+    best = load_checkpoint(run / "best.pt")
     assert best["best_ao"] == pytest.approx(max(aos), abs=1e-6)  # val.csv keeps 6 decimals
     assert best["iteration"] == [2, 4, 5][aos.index(max(aos))]
-    boxes, _ = Tracker(tmp_path / "best.pt", "online", "cpu").track(
+    boxes, _ = Tracker(run / "best.pt", "online", "cpu").track(
         [f for f in (Path(data[0].split("=", 1)[1]) / "SYN-9-000000").glob("*.jpg")][:3],
         [10, 10, 20, 20],
     )

@@ -126,7 +126,10 @@ def test_tune_pools_the_sets_and_keeps_the_best_replayed_prior(
     other = tmp_path / "other"
     make_synthetic(other, 2, 6, seed=32, size=(128, 96), progress=False)
     model, last, out = _untrained_checkpoint(tmp_path)
-    args = ["tune", str(last), str(out), "--on"]
+    small = {"window_influence": [0.0, 0.6], "window_sigma": [1.0, 2.0], "size_lr": [0.3, 1.0]}
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"replay": small}))
+    args = ["tune", str(last), str(out), "--grid", str(grid), "--on"]
     assert siamtfa([*args, f"got10k={root}", f"synthetic={other}"]) == 0
     tuned = load_checkpoint(out)
     tuning, config = tuned["tuning"], tuned["config"]
@@ -134,7 +137,7 @@ def test_tune_pools_the_sets_and_keeps_the_best_replayed_prior(
     # the replay's best AO and the paper rule's, over the four sequences together
     pooled = seqs + read_dataset("got10k", other)
     recorded = record(Tracker(model, "online", "cpu", from_dict(SMALL).input), pooled, False)
-    ranked = grid_search(recorded, progress=False)
+    ranked = grid_search(recorded, {k: tuple(v) for k, v in small.items()}, progress=False)
     assert tuning["replay"]["top"][0][0] == pytest.approx(ranked[0][0], abs=1e-9)
     paper_ao = average_overlap(recorded, TrackingConfig())
     assert tuning["replay"]["paper_rule_ao"] == pytest.approx(paper_ao)
