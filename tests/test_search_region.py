@@ -96,19 +96,30 @@ def test_tracker_maps_template_and_answers_through_the_region() -> None:
     assert search_region(box, (640, 480), 0.5, ZOOM) == pytest.approx(Region(2.0, 190.0, 125.0))
 
 
-def _scripted_model(answers: list[tuple[list[float], float]], calls: list) -> torch.nn.Module:
+def _scripted_model(
+    answers: list[tuple[list[float], float]], calls: list, templates: list | None = None
+) -> torch.nn.Module:
     """A model whose search passes answer ``answers`` in turn (one input-pixel box and its score
-    per pass, for every frame of the pass); ``calls`` gets each pass's input size."""
+    per pass, for every frame of the pass); ``calls`` gets each pass's input size, each pass
+    marks the shift's ``stream`` with its number, and ``templates`` gets each template's
+    input size and input-pixel box."""
     model = small_model().eval()
-    model.template_features = lambda images, boxes: torch.zeros(len(boxes), 8, 7, 7)
+
+    def template_features(images, boxes):
+        if templates is not None:
+            templates.append((tuple(images.shape[-2:]), boxes[0].tolist()))
+        return torch.zeros(len(boxes), 8, 7, 7)
 
     def forward_search(template, images, clip_len=1, stream=None, search_maps=None):
         calls.append(tuple(images.shape[-2:]))
+        if stream is not None:
+            stream["pass"] = len(calls)
         box, score = answers[len(calls) - 1]
         boxes, scores = torch.tensor([box]), torch.tensor([score])
         det = {"box": boxes[0], "score": scores[0], "boxes": boxes, "scores": scores}
         return [det] * len(images)
 
+    model.template_features = template_features
     model.forward_search = forward_search
     return model
 
@@ -134,6 +145,29 @@ def test_redetection_searches_the_whole_frame_after_a_weak_answer(
     tracker.init(frame, [300.0, 200.0, 20.0, 20.0])  # region: scale 2 at (230, 150)
     np.testing.assert_allclose(tracker.update(frame), expected)
     assert len(calls) == (2 if below > 0.2 else 1)
+    # the next frame's shift continues from the look that gave the answer
+    assert tracker.stream["pass"] == (2 if expected[0] == 20.0 else 1)
+
+
+@pytest.mark.parametrize("mode", ["online", "clip"])
+def test_template_update_after_redetection_takes_the_whole_frame(mode: str) -> None:
+    calls, templates = [], []
+    answers = [([60.0, 50.0, 100.0, 90.0], 0.2), ([10.0, 20.0, 30.0, 40.0], 0.8)]
+    cfg = TrackingConfig(
+        search_target_size=40.0,
+        max_upsample=2.0,
+        redetect_below=0.5,
+        template_update=0.5,
+        template_interval=1,
+        template_min_score=0.0,
+    )
+    model = _scripted_model(answers, calls, templates)
+    tracker = Tracker(model, mode, "cpu", INPUT, 1, tracking=cfg)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    tracker.track([frame] * 2, [300.0, 200.0, 20.0, 20.0])
+    # init's template from the region; the update's from the whole frame (scale 0.5, padded
+    # to 256x320), where the answer (20, 40)-(60, 80) in the image is (10, 20)-(30, 40)
+    assert templates[1] == ((256, 320), [10.0, 20.0, 30.0, 40.0])
 
 
 def test_redetection_in_clip_mode_searches_the_whole_clip_once() -> None:
