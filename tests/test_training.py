@@ -187,6 +187,7 @@ import os, sys, torch
 from siamtfa.config import from_dict
 from siamtfa.training import train
 cfg = from_dict({"preset": "lite", "input": {"max_size": 160, "min_size": 128},
+                 "model": {"fpn_channels": 32, "roi": {"fc_dim": 128}},
                  "train": {"iterations": 3, "batch_size": 1, "clip_len": 2,
                            "warmup_iterations": 1, "num_workers": 0}})
 result = train(cfg, [sys.argv[1]], sys.argv[2], progress=False, device="cpu")

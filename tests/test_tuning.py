@@ -168,7 +168,6 @@ def test_tune_tracks_each_step_in_full_and_keeps_the_best(tmp_path: Path, sequen
         {"tracking.search_target_size": [0, 60], "tracking.max_upsample": [1.5, 1.5]},
         {"tracking.window_sigma": [0.5, 4], "tracking.window_influence": [0.9, 0]},
         {"tracking.template_interval": [2]},  # one value: set, not tracked
-        {"tracking.template_update": [0, 0.5]},
         {"model.rpn.post_nms_top_n_test": [300, 1]},
         # 160x48 fits the 128x96 frames by its short side: both sides must reach the tracker
         {"input.max_size": [128, 160], "input.min_size": [96, 48]},

@@ -361,7 +361,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _print_tuning(info: dict) -> None:
-    """What ``tune`` tried, best first within each stage, as an AO table."""
+    """What ``tune`` tried and its AO: the replay's best five, then every tracked value."""
     print(f"{'AO':>6}  tuned on {' '.join(info['on'])}")
     if "replay" in info:
         for ao, setting in info["replay"]["top"]:
