@@ -82,10 +82,11 @@ def worker(
     elif kind == "default":
         tracker = Tracker(checkpoint)  # None: the shipped default
     else:
-        backbone = load_model(checkpoint)[1].model.backbone if checkpoint else None
+        loaded = load_model(checkpoint) if checkpoint else None
+        backbone = loaded[1].model.backbone if loaded else None
         trained = kind == "lite" and backbone and (backbone.arch, backbone.depth) == ("resnet", 18)
         if trained:
-            model, cfg = load_model(checkpoint)
+            model, cfg = loaded
             cfg.model.temporal.enabled = temporal
         else:
             cfg = preset(kind)

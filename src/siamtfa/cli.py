@@ -333,7 +333,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """A checkpoint with its tracking settings tuned on validation sequences (``--grid``)."""
     from siamtfa.checkpoint import load_checkpoint, save_checkpoint
     from siamtfa.data.datasets import read_dataset
-    from siamtfa.tracking import load_model
+    from siamtfa.tracking.tracker import model_from_state
     from siamtfa.tracking.tuning import Grid, read_grid, tune
     from siamtfa.training.engine import parse_data_spec
 
@@ -345,17 +345,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         kind, path, _ = parse_data_spec(spec)
         sets[spec] = read_dataset(kind, path)
     source = load_checkpoint(args.checkpoint)
-    model, cfg = load_model(args.checkpoint)
+    model, cfg = model_from_state(source, args.checkpoint)
     info = tune(model, cfg, sets, grid, args.device)
     _print_tuning(info)
-    state = {
-        "model": model.cpu().state_dict(),
-        "config": config.to_dict(cfg),
-        "source": source.get("source", str(args.checkpoint)),
-        "iteration": source.get("iteration"),
-        "tuning": info,
-    }
-    save_checkpoint(state, args.out)
+    state = {**_provenance(source, args.checkpoint), "tuning": info}
+    save_checkpoint(
+        {**state, "model": model.cpu().state_dict(), "config": config.to_dict(cfg)}, args.out
+    )
     print(f"wrote {args.out} (tracking: {cfg.tracking})")
     return 0
 
@@ -377,19 +373,25 @@ def _print_tuning(info: dict) -> None:
     print(f"{info['tracked_ao']:6.3f}  the tuned settings, tracked on all")
 
 
+def _provenance(state: dict, checkpoint: str) -> dict:
+    """What a derived checkpoint keeps of ``state`` (read from ``checkpoint``): the training
+    checkpoint its weights came from, their iteration and any tuning record."""
+    kept = {k: state[k] for k in ("iteration", "tuning") if k in state}
+    return {"source": state.get("source", str(checkpoint)), **kept}
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """An inference checkpoint: weights (fp16 unless --fp32) and config, as tuned."""
     from siamtfa.checkpoint import load_checkpoint, save_checkpoint
-    from siamtfa.tracking import load_model
+    from siamtfa.tracking.tracker import model_from_state
 
     source = load_checkpoint(args.checkpoint)
-    model, cfg = load_model(args.checkpoint)  # checks that the weights fit the config
+    model, cfg = model_from_state(source, args.checkpoint)  # the weights must fit the config
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
         for k, v in model.state_dict().items()
     }
-    kept = {k: source[k] for k in ("source", "iteration", "tuning") if k in source}
-    state = {"source": str(args.checkpoint), **kept, "model": weights}
+    state = {**_provenance(source, args.checkpoint), "model": weights}
     save_checkpoint({**state, "config": config.to_dict(cfg)}, args.out)
     size = Path(args.out).stat().st_size / 2**20
     print(f"wrote {args.out} ({size:.1f} MiB, tracking: {cfg.tracking})")

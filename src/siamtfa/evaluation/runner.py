@@ -102,7 +102,7 @@ def run_benchmark(
             )
     atomic_write_text(info_file, json.dumps(info, indent=1))
     runs_file = out / tracker_name / RUNS_FILE
-    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else {}
+    runs = _read_runs(runs_file)
     run = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {socket.gethostname()} {uuid.uuid4().hex[:8]}"
     done = []
     todo = [
@@ -129,11 +129,15 @@ def run_benchmark(
     return done
 
 
+def _read_runs(runs_file: Path) -> dict[str, str]:
+    """Which run tracked each sequence (``RUNS_FILE``); none recorded yet: empty."""
+    return json.loads(runs_file.read_text()) if runs_file.is_file() else {}
+
+
 def evaluate(out: str | Path, tracker_name: str, sequences: list[Sequence], layout: str) -> dict:
     """Every metric of one tracker's results on ``sequences`` (all must be finished)."""
     out = Path(out)
-    runs_file = out / tracker_name / RUNS_FILE
-    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else {}
+    runs = _read_runs(out / tracker_name / RUNS_FILE)
     preds, timed = {}, {}  # timed: run -> [seconds, frames]
     for seq in sequences:
         box_file, time_file = result_paths(out, tracker_name, seq.name, layout)

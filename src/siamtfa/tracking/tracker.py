@@ -58,7 +58,14 @@ def load_model(
     checkpoint: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[SiamTFA, Config]:
     """Model and config from a training checkpoint (``weights_only`` load)."""
-    state = load_checkpoint(checkpoint)
+    return model_from_state(load_checkpoint(checkpoint), checkpoint, device)
+
+
+def model_from_state(
+    state: dict, checkpoint: str | Path, device: str | torch.device = "cpu"
+) -> tuple[SiamTFA, Config]:
+    """Model and config from a checkpoint's contents ``state``, read from ``checkpoint``
+    (which errors name)."""
     if "config" not in state:
         raise ValueError(f"{checkpoint}: checkpoint has no 'config' entry")
     cfg = config_mod.from_dict(state["config"])
@@ -227,8 +234,7 @@ class Tracker(BaseTracker):
         frame at the input's scale), the region, and the frame's ``(W, H)``."""
         rgb = _read(image)
         h, w = rgb.shape[:2]
-        if region is None:
-            region = T.Region(T.fit_scale(w, h, self.input_cfg), 0.0, 0.0)
+        region = self._whole(w, h) if region is None else region
         t = T.prepare_region(rgb, region, self.input_cfg)
         t = t[None].to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         return t, region, (w, h)

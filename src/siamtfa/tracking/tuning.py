@@ -153,8 +153,9 @@ def read_grid(path: str | Path) -> Grid:
     steps = data.get("tracked") or []
     if not isinstance(replay, dict) or not isinstance(steps, list):
         raise ConfigError(f"{path}: replay must be a mapping and tracked a list of mappings")
-    for key in set(replay) - set(GRID):  # only the selection prior can be replayed
-        raise ConfigError(f"{path}: replay: {key}: not one of {', '.join(GRID)}")
+    unknown = sorted(set(replay) - set(GRID))  # only the selection prior can be replayed
+    if unknown:
+        raise ConfigError(f"{path}: replay: {unknown[0]}: not one of {', '.join(GRID)}")
     checked = _values(path, "replay", {f"tracking.{k}": v for k, v in replay.items()})
     grid = Grid({k.removeprefix("tracking."): v for k, v in checked.items()}, [])
     for i, step in enumerate(steps):

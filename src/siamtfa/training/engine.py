@@ -35,6 +35,7 @@ from siamtfa.data.sampling import ClipDataset, Source, collate_clips
 from siamtfa.evaluation.score import score
 from siamtfa.model import LOSS_KEYS, build_model
 from siamtfa.tracking import Tracker
+from siamtfa.tracking.tuning import track_all
 
 log = logging.getLogger(__name__)
 LAST = "last.pt"
@@ -147,7 +148,7 @@ def _distributed() -> tuple[int, int, int]:
 def validate(model: nn.Module, cfg: Config, sequences: list, device: torch.device) -> float:
     """GOT-10k AO of the online tracker on ``sequences`` (the model is left in eval mode)."""
     tracker = Tracker(model, "online", device, cfg.input)
-    return score({s.name: tracker.track(s.frames, s.boxes[0])[0] for s in sequences}, sequences).ao
+    return score(track_all(tracker, sequences, progress=False), sequences).ao
 
 
 def read_sources(data: list[str]) -> list[Source]:
