@@ -77,7 +77,9 @@ def test_tracker_maps_template_and_answers_through_the_region() -> None:
         seen["template"].append(boxes.tolist())
         return torch.zeros(len(boxes), 8, 7, 7)
 
-    def forward_search(template, images, clip_len=1, stream=None, search_maps=None):
+    def forward_search(
+        template, images, clip_len=1, stream=None, search_maps=None, appearance=None
+    ):
         seen["frames"].append(images.shape)
         det = {"box": answer[0], "score": torch.tensor(0.9), "boxes": answer}
         return [{**det, "scores": torch.tensor([0.9])}] * images.shape[0]
@@ -110,7 +112,9 @@ def _scripted_model(
             templates.append((tuple(images.shape[-2:]), boxes[0].tolist()))
         return torch.zeros(len(boxes), 8, 7, 7)
 
-    def forward_search(template, images, clip_len=1, stream=None, search_maps=None):
+    def forward_search(
+        template, images, clip_len=1, stream=None, search_maps=None, appearance=None
+    ):
         calls.append(tuple(images.shape[-2:]))
         if stream is not None:
             stream["pass"] = len(calls)

@@ -148,6 +148,9 @@ class TrackingConfig:
     window_lead: float = 0.0
     scale_penalty: float = 0.0  # k in exp(-k * (size ratio - 1)) on each RoI score
     size_lr: float = 1.0  # fraction of the size change taken per frame
+    # Each RoI's score becomes (1 - w) x score + w x max(0, cosine similarity of its trunk
+    # feature to the first template's; SiamTFA.appearance), before the prior above. 0: off
+    appearance_weight: float = 0.0
     # Search region: 0 searches the whole frame resized to the input (the paper). Otherwise a
     # frame is cropped around the last box and enlarged so that the target's sqrt(w*h) measures
     # about this many input pixels (never less than the whole frame's scale, never more than

@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from siamtfa.config import ModelConfig
@@ -15,10 +16,11 @@ from siamtfa.model.fpn import FPN
 from siamtfa.model.mobilenet import MobileNetV3
 from siamtfa.model.roi_head import RoIHead
 from siamtfa.model.rpn import Modulator, RegionProposalNetwork
-from siamtfa.ops import multiscale_roi_align
+from siamtfa.ops import multiscale_roi_align, roi_align
 
 STRIDES = [4, 8, 16, 32, 64]  # P2..P6
 LOSS_KEYS = ("rpn_cls", "rpn_reg", "rcnn_cls", "rcnn_reg", "adv")
+APPEARANCE_LEVEL = 2  # the trunk's stride-16 output (C4), where RoIs are compared for appearance
 
 
 def _check_images(name: str, images: Tensor) -> None:
@@ -70,13 +72,15 @@ class SiamTFA(nn.Module):
 
     def search_maps(
         self, template: Tensor, search_images: Tensor, clip_len: int, stream: dict | None = None
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """The dense part of the search branch: the pyramid P2..P6 and, on its levels modulated
-        by the template, the RPN's logits and deltas per level. Every shape follows from the
-        input's, with no data-dependent step: the part that ``torch.compile`` takes whole."""
-        feats = self.pyramid(search_images, clip_len, stream)
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], Tensor]:
+        """The dense part of the search branch: the pyramid P2..P6, on its levels modulated by
+        the template the RPN's logits and deltas per level, and the trunk's stride-16 map (for
+        :meth:`appearance`). Every shape follows from the input's, with no data-dependent step:
+        the part that ``torch.compile`` takes whole."""
+        trunk = self.backbone(search_images, clip_len, stream)
+        feats = self.fpn(trunk)
         logits, deltas = self.rpn.head_outputs(self.modulator(feats, template, clip_len))
-        return feats, logits, deltas
+        return feats, logits, deltas, trunk[APPEARANCE_LEVEL]
 
     def template_features(self, images: Tensor, boxes: Tensor) -> Tensor:
         """The tight ``[N, C, 7, 7]`` template feature of each box (no temporal shift)."""
@@ -93,6 +97,24 @@ class SiamTFA(nn.Module):
             self.cfg.roi.sampling_ratio,
             aligned=True,
         )
+
+    def appearance(self, trunk: Tensor, rois: Tensor) -> Tensor:
+        """Unit vectors ``[K, D]`` of the ``rois`` (rows of batch index, ``x1, y1, x2, y2`` in
+        input pixels): their 7x7 RoIAlign on ``trunk``, the trunk's stride-16 map, flattened.
+        The trunk, not the pyramid: a converted trunk's features were learned on far more
+        images than the layers above it (``TrackingConfig.appearance_weight``)."""
+        cfg = self.cfg.roi
+        stride = STRIDES[APPEARANCE_LEVEL]
+        x = roi_align(
+            trunk.float(), rois.float(), cfg.output_size, 1 / stride, cfg.sampling_ratio, True
+        )
+        return F.normalize(x.flatten(1), dim=1)
+
+    def template_appearance(self, images: Tensor, boxes: Tensor) -> Tensor:
+        """:meth:`appearance` of each template box (no temporal shift)."""
+        trunk = self.backbone(images, None)[APPEARANCE_LEVEL]
+        idx = torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)
+        return self.appearance(trunk, torch.cat((idx[:, None], boxes), 1))
 
     def forward(
         self,
@@ -122,10 +144,13 @@ class SiamTFA(nn.Module):
         search_present: Tensor | None = None,
         stream: dict | None = None,
         search_maps: Callable | None = None,
+        appearance: Tensor | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """The search branch on a cached template (see :meth:`forward`); with ``stream`` (one
         frame per call) the temporal shift takes its past from the previous call;
-        ``search_maps`` stands in for :meth:`search_maps` (the tracker's compiled copy)."""
+        ``search_maps`` stands in for :meth:`search_maps` (the tracker's compiled copy). At
+        inference, ``appearance`` (:meth:`template_appearance`, one per template) adds to each
+        frame's answer the ``"similarity"`` (cosine) of each of its ranked boxes to it."""
         _check_images("search_images", search_images)
         if clip_len < 1 or search_images.shape[0] != template.shape[0] * clip_len:
             raise ValueError(
@@ -143,13 +168,15 @@ class SiamTFA(nn.Module):
             targets = [b if p else None for b, p in zip(search_boxes.float(), search_present)]
         image_size = (search_images.shape[-2], search_images.shape[-1])
         maps = search_maps or self.search_maps
-        feats, logits, deltas = maps(template, search_images, clip_len, stream)
+        feats, logits, deltas, trunk = maps(template, search_images, clip_len, stream)
         sizes = [tuple(f.shape[-2:]) for f in feats]
         proposals, rpn_losses = self.rpn(logits, deltas, sizes, image_size, targets)
         detections, roi_losses = self.roi_head(
             feats[:4], proposals, template, clip_len, image_size, targets
         )
         if targets is None:
+            if appearance is not None:
+                self._add_similarity(detections, trunk, appearance, clip_len)
             return detections
         losses = {**rpn_losses, **roi_losses}
         losses["loss"] = (
@@ -160,6 +187,18 @@ class SiamTFA(nn.Module):
             + self.cfg.adversarial_dropout.weight * losses["adv"]
         )
         return losses
+
+    def _add_similarity(
+        self, detections: list[dict[str, Tensor]], trunk: Tensor, appearance: Tensor, clip_len: int
+    ) -> None:
+        """Each frame's ``"similarity"``: its boxes' :meth:`appearance` against its clip's
+        template's."""
+        rois = torch.cat(
+            [F.pad(d["boxes"].float(), (1, 0), value=i) for i, d in enumerate(detections)]
+        )
+        vectors = self.appearance(trunk, rois).split([len(d["boxes"]) for d in detections])
+        for i, (det, v) in enumerate(zip(detections, vectors)):
+            det["similarity"] = v @ appearance[i // clip_len].float()
 
 
 def build_model(cfg) -> SiamTFA:

@@ -20,6 +20,13 @@ def is_paper_rule(cfg: TrackingConfig) -> bool:
     return cfg.window_influence == 0 and cfg.scale_penalty == 0 and cfg.size_lr == 1
 
 
+def with_appearance(scores: np.ndarray, similarity: np.ndarray, weight: float) -> np.ndarray:
+    """RoI ``scores`` blended with their appearance ``similarity`` to the template:
+    ``(1 - weight) * scores + weight * max(similarity, 0)``, a score in 0..1 like the RoI's
+    (a dissimilar RoI adds nothing rather than subtracting)."""
+    return (1 - weight) * scores + weight * np.maximum(similarity, 0)
+
+
 def select_index(
     boxes: Tensor,
     scores: Tensor,

@@ -37,7 +37,7 @@ from siamtfa.data import transforms as T
 from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.model import SiamTFA, build_model
 from siamtfa.tracking.base import BaseTracker
-from siamtfa.tracking.selection import clipped_xywh, next_box
+from siamtfa.tracking.selection import clipped_xywh, next_box, with_appearance
 
 MODES = ("online", "clip")
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_lite.pt"
@@ -153,9 +153,19 @@ def _nth(
     return frames[i : i + 1], dets[i]
 
 
-def _candidates(det: dict[str, Tensor], region: T.Region) -> tuple[np.ndarray, np.ndarray]:
-    """``det``'s ranked RoIs in image pixels (x1, y1, x2, y2) and their scores."""
-    return region.to_image(det["boxes"].float().cpu().numpy()), det["scores"].float().cpu().numpy()
+def _candidates(
+    det: dict[str, Tensor], region: T.Region, appearance_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``det``'s RoIs in image pixels (x1, y1, x2, y2) and their scores, blended with their
+    appearance similarity when ``appearance_weight`` > 0 and ranked again (stable)."""
+    boxes = region.to_image(det["boxes"].float().cpu().numpy())
+    scores = det["scores"].float().cpu().numpy()
+    if appearance_weight > 0:
+        similarity = det["similarity"].float().cpu().numpy()
+        scores = with_appearance(scores, similarity, appearance_weight)
+        order = np.argsort(-scores, kind="stable")
+        boxes, scores = boxes[order], scores[order]
+    return boxes, scores
 
 
 class Tracker(BaseTracker):
@@ -212,6 +222,7 @@ class Tracker(BaseTracker):
         self.name = name or f"SiamTFA-{mode}"
         self.template: Tensor | None = None
         self.first_template: Tensor | None = None  # the template from init's box
+        self.appearance: Tensor | None = None  # its trunk feature (tracking.appearance_weight)
         self.since_template = 0  # frames answered since the template was last set
         self.stream: dict = {}  # per-block past channels (online mode)
         self.stream_size: tuple[int, ...] = ()
@@ -245,7 +256,7 @@ class Tracker(BaseTracker):
     def _answer(self, det: dict[str, Tensor], region: T.Region, size: tuple[int, int]) -> float:
         """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box.
         Returns the chosen RoI's score (0 when there is none)."""
-        self._ranked = _candidates(det, region)
+        self._ranked = _candidates(det, region, self.tracking.appearance_weight)
         previous, score = self.box, 0.0
         if len(self._ranked[0]):
             self.box, best = next_box(previous, *self._ranked, self.tracking, size, self.earlier)
@@ -270,11 +281,12 @@ class Tracker(BaseTracker):
         if score >= self.tracking.redetect_below or region == whole:
             return None
         frame, det = search_whole(whole)
-        if not len(det["boxes"]) or float(det["score"]) <= score:
+        boxes, scores = _candidates(det, whole, self.tracking.appearance_weight)
+        if not len(boxes) or scores[0] <= score:
             return None
-        self._ranked = _candidates(det, whole)
-        self.box = clipped_xywh(self._ranked[0][0], size)
-        return float(det["score"]), whole, frame
+        self._ranked = boxes, scores
+        self.box = clipped_xywh(boxes[0], size)
+        return float(scores[0]), whole, frame
 
     def _search(
         self, frames: Tensor, clip_len: int, stream: dict | None = None
@@ -282,7 +294,12 @@ class Tracker(BaseTracker):
         """The ranked RoIs of each of ``frames`` (prepared) for the current template."""
         with self._autocast():
             return self.model.forward_search(
-                self.template, frames, clip_len, stream=stream, search_maps=self.search_maps
+                self.template,
+                frames,
+                clip_len,
+                stream=stream,
+                search_maps=self.search_maps,
+                appearance=self.appearance,
             )
 
     def _update_template(self, frame: Tensor, region: T.Region, score: float) -> None:
@@ -326,6 +343,9 @@ class Tracker(BaseTracker):
         with self._autocast():
             self.template = self.model.template_features(frame, xyxy)
             self.first_template, self.since_template = self.template, 0
+            self.appearance = None
+            if self.tracking.appearance_weight > 0:
+                self.appearance = self.model.template_appearance(frame, xyxy)
             self.stream, self.stream_size = {}, frame.shape[-2:]
             if self.mode == "online":  # frame 0 fills the shift cache: frame 1's past
                 self.model.backbone(frame, 1, self.stream)
