@@ -17,7 +17,7 @@ from siamtfa.model.rpn import RegionProposalNetwork
 from siamtfa.ops import BoxCoder, xywh_to_xyxy
 
 from .conftest import small_model
-from .test_ops import nms_reference
+from .test_ops import nms_reference, roi_align_reference
 
 # --------------------------------------------------------------------------- anchors
 
@@ -297,6 +297,34 @@ def test_inference_returns_ranked_candidates_per_frame() -> None:
         assert torch.all(det["scores"][:-1] >= det["scores"][1:])
         torch.testing.assert_close(det["box"], det["boxes"][0])
         assert 0.0 <= float(det["score"]) <= 1.0
+
+
+def test_similarity_is_the_cosine_of_trunk_roi_features_with_the_clips_template() -> None:
+    # two templates, clips of 2: frames 2 and 3 are compared with the second template; the
+    # reference: a naive RoIAlign on the stride-16 trunk map of separate backbone passes
+    model = small_model(name="mobile").eval()
+    t_img, t_box, s_img, _ = synthetic_batch(160)
+    t_box = t_box.clamp(max=150)
+    with torch.no_grad():
+        template = model.template_features(t_img, t_box)
+        appearance = model.template_appearance(t_img, t_box)
+        dets = model.forward_search(template, s_img[:4], 2, appearance=appearance)
+        trunk_t, trunk_s = (
+            model.backbone(t_img)[2].double(),
+            model.backbone(s_img[:4], 2)[2].double(),
+        )
+    assert trunk_t.shape[-1] == 160 // 16
+    for i, det in enumerate(dets):
+        k = i // 2
+        ref_t = roi_align_reference(trunk_t, torch.tensor([[k, *t_box[k]]]), 7, 1 / 16, 2, True)
+        assert len(det["similarity"]) == len(det["boxes"])
+        for box, similarity in zip(det["boxes"][:3], det["similarity"][:3]):
+            rois = torch.tensor([[i, *box.tolist()]], dtype=torch.float64)
+            ref_s = roi_align_reference(trunk_s, rois, 7, 1 / 16, 2, True)
+            cos = torch.nn.functional.cosine_similarity(ref_s.flatten(), ref_t.flatten(), dim=0)
+            assert float(similarity) == pytest.approx(float(cos), abs=1e-4)
+    with torch.no_grad():  # no appearance given: no similarity
+        assert "similarity" not in model.forward_search(template, s_img[:4], 2)[0]
 
 
 @pytest.mark.parametrize(

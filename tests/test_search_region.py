@@ -184,3 +184,68 @@ def test_redetection_in_clip_mode_searches_the_whole_clip_once() -> None:
     # both frames of the clip answer weakly in the region: one whole-frame pass for the two
     np.testing.assert_allclose(boxes[1:], [[20.0, 40.0, 40.0, 40.0]] * 2)
     assert calls == [(256, 320), (256, 320)]
+
+
+def _two_box_model(seen: list, passes: list | None = None) -> torch.nn.Module:
+    """A model whose every frame has two RoIs (input pixels), A then B, scoring 0.9 and 0.3
+    with appearance similarities 0.1 and 1.0 (``passes``: other (scores, similarities) for
+    each search pass in turn)."""
+    model = small_model().eval()
+    boxes = torch.tensor([[10.0, 10.0, 30.0, 30.0], [100.0, 100.0, 120.0, 120.0]])
+
+    def template_features(images, boxes):
+        return torch.zeros(len(boxes), 8, 7, 7)
+
+    def template_appearance(images, boxes):
+        seen.append("template_appearance")
+        return torch.ones(len(boxes), 5)
+
+    def forward_search(
+        template, images, clip_len=1, stream=None, search_maps=None, appearance=None
+    ):
+        seen.append(appearance)
+        scores, similarity = passes.pop(0) if passes else ([0.9, 0.3], [0.1, 1.0])
+        det = {"box": boxes[0], "score": torch.tensor(scores[0]), "boxes": boxes}
+        det["scores"], det["similarity"] = torch.tensor(scores), torch.tensor(similarity)
+        return [det] * images.shape[0]
+
+    model.template_features = template_features
+    model.template_appearance = template_appearance
+    model.forward_search = forward_search
+    return model
+
+
+@pytest.mark.parametrize("mode", ["online", "clip"])
+def test_appearance_weight_ranks_by_the_blend(mode: str) -> None:
+    frame = np.zeros((240, 320, 3), np.uint8)  # scale 1: input pixels are image pixels
+    for weight, box, ranked_scores in [
+        (0.0, [10.0, 10.0, 20.0, 20.0], [0.9, 0.3]),  # the paper's top-scoring RoI
+        (0.9, [100.0, 100.0, 20.0, 20.0], [0.93, 0.18]),  # 0.1*0.3 + 0.9*1.0 vs 0.1*0.9 + 0.09
+    ]:
+        seen: list = []
+        cfg = TrackingConfig(appearance_weight=weight)
+        tracker = Tracker(_two_box_model(seen), mode, "cpu", INPUT, tracking=cfg, clip_len=2)
+        boxes, _ = tracker.track([frame] * 3, [50.0, 50.0, 20.0, 20.0])
+        np.testing.assert_allclose(boxes[1:], [box, box])
+        np.testing.assert_allclose(tracker.ranked()[1], ranked_scores)
+        np.testing.assert_allclose(tracker.ranked()[0][0], np.add(box, [0, 0, box[0], box[1]]))
+        # the template's appearance is computed, and passed on, only when it is used
+        assert ("template_appearance" in seen) == (weight > 0)
+        assert all((a is not None) == (weight > 0) for a in seen if not isinstance(a, str))
+
+
+def test_redetection_compares_blended_scores() -> None:
+    # in the region, A blends to 0.1*0.9 + 0.9*0.1 = 0.18 < redetect_below: the whole frame is
+    # searched, where B blends to 0.1*0.1 + 0.9*1.0 = 0.91 > 0.18 (its raw 0.1 is below A's
+    # raw 0.9 and the whole frame's top raw score 0.15 is below 0.18): B is taken
+    cfg = TrackingConfig(
+        appearance_weight=0.9, search_target_size=40.0, max_upsample=2.0, redetect_below=0.5
+    )
+    passes = [([0.9, 0.3], [0.1, 0.1]), ([0.15, 0.1], [0.1, 1.0])]
+    tracker = Tracker(_two_box_model([], passes), "online", "cpu", INPUT, tracking=cfg)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    tracker.init(frame, [50.0, 50.0, 20.0, 20.0])
+    assert tracker._region(320, 240) != tracker._whole(320, 240)
+    np.testing.assert_allclose(tracker.update(frame), [100.0, 100.0, 20.0, 20.0])
+    assert tracker.ranked()[1][0] == pytest.approx(0.91)
+    assert not passes  # both passes were made

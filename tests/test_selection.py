@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from siamtfa.config import TrackingConfig
-from siamtfa.tracking.selection import is_paper_rule, next_box, select_box
+from siamtfa.tracking.selection import is_paper_rule, next_box, select_box, with_appearance
 
 PRIOR = TrackingConfig(
     window_influence=0.4, window_sigma=0.8, window_lead=0.7, scale_penalty=0.3, size_lr=0.6
@@ -108,3 +108,9 @@ def test_next_box_clips_the_answer_to_the_image() -> None:
         (128, 100),
     )
     assert best == 1 and box.tolist() == [0.0, 90.0, 30.0, 10.0]
+
+
+def test_appearance_blend_by_hand() -> None:
+    # (1 - 0.25) * score + 0.25 * max(similarity, 0)
+    blended = with_appearance(np.array([0.8, 0.4, 0.0]), np.array([-0.6, 1.0, 0.5]), 0.25)
+    np.testing.assert_allclose(blended, [0.6, 0.55, 0.125])
