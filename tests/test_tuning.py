@@ -16,7 +16,7 @@ from siamtfa import build_model
 from siamtfa.checkpoint import load_checkpoint, save_checkpoint
 from siamtfa.cli import main as siamtfa
 from siamtfa.config import ConfigError, TrackingConfig, from_dict, to_dict
-from siamtfa.data.datasets import read_dataset
+from siamtfa.data.datasets import Sequence, read_dataset
 from siamtfa.data.synthetic import make_synthetic
 from siamtfa.tracking import Tracker
 from siamtfa.tracking.tuning import (
@@ -27,6 +27,7 @@ from siamtfa.tracking.tuning import (
     read_grid,
     record,
     replay,
+    with_restarts,
 )
 
 from .conftest import small_model
@@ -59,6 +60,40 @@ def test_replay_reproduces_the_tracker(sequences) -> None:
     ):
         with pytest.raises(ValueError, match="depend on the boxes"):
             record(Tracker(model, "online", "cpu", tracking=changes_rois), seqs, False)
+
+
+def test_restarts_begin_at_the_first_visible_frame_of_each_kth_part() -> None:
+    boxes = np.tile([1.0, 1.0, 4.0, 3.0], (9, 1))
+    boxes[3] = np.nan  # absent: the second start moves on to frame 4
+    boxes[6, 2] = 0.0  # no width: the third moves on to frame 7
+    visible = ~np.isnan(boxes).any(1)
+    frames = [Path(f"{i}.jpg") for i in range(9)]
+    seq = Sequence("s", frames, boxes, visible, cover=np.arange(9))
+    short = Sequence("t", frames[:3], boxes[:3], visible[:3])  # its 2nd tail: one frame, dropped
+    runs = with_restarts([seq, short], 3)
+    assert [r.name for r in runs] == ["s", "s@4", "s@7", "t", "t@1"]
+    assert runs[0] is seq
+    assert runs[1].frames == frames[4:] and runs[2].frames == frames[7:]
+    np.testing.assert_array_equal(runs[1].cover, np.arange(4, 9))
+    np.testing.assert_array_equal(runs[2].boxes, boxes[7:])
+    assert runs[4].cover is None and list(runs[4].visible) == [True, True]
+    assert with_restarts([seq], 1) == [seq]
+    with pytest.raises(ValueError, match="starts must be 1 or more"):
+        with_restarts([seq], 0)
+
+
+def test_tune_starts_tracks_the_restarts_too(tmp_path: Path, sequences) -> None:
+    root, seqs = sequences
+    model, last, out = _untrained_checkpoint(tmp_path)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"tracked": [{"tracking.size_lr": [0.5]}]}))
+    args = ["tune", str(last), str(out), "--grid", str(grid), "--on", f"got10k={root}"]
+    assert siamtfa([*args, "--starts", "2"]) == 0
+    tuning, config = load_checkpoint(out)["tuning"], load_checkpoint(out)["config"]
+    assert tuning["starts"] == 2
+    runs = with_restarts(seqs, 2)
+    assert len(runs) == 2 * len(seqs)
+    assert tuning["tracked_ao"] == pytest.approx(_tracked_ao(model, config, runs), abs=1e-9)
 
 
 @pytest.mark.slow

@@ -334,7 +334,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from siamtfa.checkpoint import load_checkpoint, save_checkpoint
     from siamtfa.data.datasets import read_dataset
     from siamtfa.tracking.tracker import model_from_state
-    from siamtfa.tracking.tuning import Grid, read_grid, tune
+    from siamtfa.tracking.tuning import Grid, read_grid, tune, with_restarts
     from siamtfa.training.engine import parse_data_spec
 
     grid = read_grid(args.grid) if args.grid else Grid()
@@ -343,10 +343,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     sets = {}
     for spec in args.on:
         kind, path, _ = parse_data_spec(spec)
-        sets[spec] = read_dataset(kind, path)
+        sets[spec] = with_restarts(read_dataset(kind, path), args.starts)
     source = load_checkpoint(args.checkpoint)
     model, cfg = model_from_state(source, args.checkpoint)
-    info = tune(model, cfg, sets, grid, args.device)
+    info = {**tune(model, cfg, sets, grid, args.device), "starts": args.starts}
     _print_tuning(info)
     state = {**_provenance(source, args.checkpoint), "tuning": info}
     save_checkpoint(
@@ -358,7 +358,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _print_tuning(info: dict) -> None:
     """What ``tune`` tried and its AO: the replay's best five, then every tracked value."""
-    print(f"{'AO':>6}  tuned on {' '.join(info['on'])}")
+    starts = f", {info['starts']} start points each" if info.get("starts", 1) > 1 else ""
+    print(f"{'AO':>6}  tuned on {' '.join(info['on'])}{starts}")
     if "replay" in info:
         for ao, setting in info["replay"]["top"]:
             print(f"{ao:6.3f}  replay: {setting}")
@@ -667,6 +668,13 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
         "--grid",
         help="YAML grid: replay (selection prior) and tracked steps, e.g. configs/tune.yaml "
         "(default: the selection prior only)",
+    )
+    p.add_argument(
+        "--starts",
+        type=int,
+        default=1,
+        help="track each sequence from this many start points: its first frame and k/N of "
+        "its length (more runs from few sequences; default 1)",
     )
     p.add_argument("--device", help="where to track (default: cuda if available)")
     p.set_defaults(func=cmd_tune)

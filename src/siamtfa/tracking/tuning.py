@@ -54,6 +54,36 @@ class RecordedSequence:
     candidates: list[tuple[np.ndarray, np.ndarray]]  # per frame 1..N-1: boxes xyxy, scores
 
 
+def with_restarts(sequences: list[Sequence], starts: int) -> list[Sequence]:
+    """Each sequence and, for ``starts`` > 1, its tails from ``k / starts`` of its length
+    (k = 1 .. starts - 1), each from the first frame there or after where the target is
+    visible (named ``NAME@FRAME``): OTB's temporal robustness runs, so that one early failure
+    on a sequence does not decide between settings."""
+    if starts < 1:
+        raise ValueError(f"starts must be 1 or more, got {starts}")
+    out = []
+    for seq in sequences:
+        out.append(seq)
+        usable = seq.visible & (np.nan_to_num(seq.boxes[:, 2:]) > 0).all(1)
+        for k in range(1, starts):
+            later = np.flatnonzero(usable[k * len(seq) // starts :]) + k * len(seq) // starts
+            if not len(later) or later[0] >= len(seq) - 1:  # nothing left to track
+                continue
+            i = int(later[0])
+            cover = None if seq.cover is None else seq.cover[i:]
+            out.append(
+                replace(
+                    seq,
+                    name=f"{seq.name}@{i}",
+                    frames=seq.frames[i:],
+                    boxes=seq.boxes[i:],
+                    visible=seq.visible[i:],
+                    cover=cover,
+                )
+            )
+    return out
+
+
 def record(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -> list:
     """Run ``tracker`` (online mode) over each sequence, keeping every frame's ranked RoIs."""
     if tracker.mode != "online":
