@@ -24,6 +24,7 @@ from siamtfa.tracking.tuning import (
     RecordedSequence,
     average_overlap,
     grid_search,
+    overall_ao,
     read_grid,
     record,
     replay,
@@ -82,18 +83,28 @@ def test_restarts_begin_at_the_first_visible_frame_of_each_kth_part() -> None:
         with_restarts([seq], 0)
 
 
-def test_tune_starts_tracks_the_restarts_too(tmp_path: Path, sequences) -> None:
+def test_overall_ao_pools_frames_or_averages_runs() -> None:
+    # run a: IoU 1 then 0 after its first frame; run b: IoU 1. Frames: 2/3; runs: (0.5 + 1)/2
+    gt = np.array([[0.0, 0, 10, 10]] * 3)
+    boxes = {"a": np.array([[0.0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 10, 10]]), "b": gt[:2]}
+    truth = {"a": (gt, np.full(3, 8), (100, 100)), "b": (gt[:2], np.full(2, 8), (100, 100))}
+    assert overall_ao(boxes, truth) == pytest.approx(2 / 3)
+    assert overall_ao(boxes, truth, "runs") == pytest.approx(0.75)
+
+
+def test_tune_starts_tracks_the_restarts_and_averages_runs(tmp_path: Path, sequences) -> None:
     root, seqs = sequences
     model, last, out = _untrained_checkpoint(tmp_path)
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump({"tracked": [{"tracking.size_lr": [0.5]}]}))
+    grid.write_text(yaml.safe_dump({"tracked": [{"tracking.size_lr": [0.5]}], "average": "runs"}))
     args = ["tune", str(last), str(out), "--grid", str(grid), "--on", f"got10k={root}"]
     assert siamtfa([*args, "--starts", "2"]) == 0
     tuning, config = load_checkpoint(out)["tuning"], load_checkpoint(out)["config"]
-    assert tuning["starts"] == 2
+    assert tuning["starts"] == 2 and tuning["average"] == "runs"
     runs = with_restarts(seqs, 2)
     assert len(runs) == 2 * len(seqs)
-    assert tuning["tracked_ao"] == pytest.approx(_tracked_ao(model, config, runs), abs=1e-9)
+    expected = np.mean([_tracked_ao(model, config, [r]) for r in runs])
+    assert tuning["tracked_ao"] == pytest.approx(expected, abs=1e-9)
 
 
 @pytest.mark.slow
@@ -238,7 +249,8 @@ def test_tune_tracks_each_step_in_full_and_keeps_the_best(tmp_path: Path, sequen
 @pytest.mark.parametrize(
     ("grid", "message"),
     [
-        ("replay: {size_lr: [1]}\nextra: 1", "expected a mapping with the keys replay and tracked"),
+        ("replay: {size_lr: [1]}\nextra: 1", "expected a mapping with the keys replay, tracked"),
+        ("average: sequences", "average: 'sequences': not one of frames, runs"),
         ("replay: {search_target_size: [0, 40]}", "replay: search_target_size: not one of"),
         ("replay: {size_lr: 0.5}", "replay: tracking.size_lr: expected a non-empty list"),
         ("replay: {size_lr: [a]}", "replay: tracking.size_lr: expected a number, got 'a'"),
@@ -263,7 +275,10 @@ def test_read_grid_names_the_file_and_the_entry(tmp_path: Path, grid: str, messa
 
 def test_the_shipped_grid_reads() -> None:
     grid = read_grid(Path(__file__).parents[1] / "configs" / "tune.yaml")
-    assert grid.replay == GRID and grid.tracked == [{"tracking.search_target_size": (0.0, 40.0)}]
+    assert grid.replay == GRID and grid.average == "runs"
+    step = {"tracking.search_target_size": (0.0,) * 4 + (40.0,) * 4}
+    step["tracking.appearance_weight"] = (0.0, 0.5, 0.75, 0.9) * 2
+    assert grid.tracked == [step]
 
 
 def _untrained_checkpoint(tmp_path: Path) -> tuple[torch.nn.Module, Path, Path]:

@@ -29,7 +29,7 @@ from siamtfa.config import Config, ConfigError, TrackingConfig
 from siamtfa.data.datasets import Sequence
 from siamtfa.data.sampling import frame_size
 from siamtfa.evaluation.metrics import got10k_metrics
-from siamtfa.evaluation.score import cover_of, score
+from siamtfa.evaluation.score import cover_of
 from siamtfa.model import SiamTFA
 from siamtfa.tracking.selection import next_box
 from siamtfa.tracking.tracker import Tracker
@@ -114,14 +114,26 @@ def replay(seq: RecordedSequence, cfg: TrackingConfig) -> np.ndarray:
     return np.stack(boxes)
 
 
-def average_overlap(recorded: list[RecordedSequence], cfg: TrackingConfig) -> float:
-    """GOT-10k AO of selection ``cfg`` over the recorded sequences."""
-    return got10k_metrics(
-        {s.name: replay(s, cfg) for s in recorded},
-        {s.name: s.ground_truth for s in recorded},
-        {s.name: s.cover for s in recorded},
-        {s.name: s.size for s in recorded},
-    ).ao
+def overall_ao(
+    boxes: dict[str, np.ndarray],
+    truth: dict[str, tuple[np.ndarray, np.ndarray, tuple[int, int]]],
+    average: str = "frames",
+) -> float:
+    """GOT-10k AO of ``boxes`` against ``truth`` (boxes, cover, frame size), both by run name:
+    over all frames pooled (``"frames"``, the toolkit's AO), or the mean of each run's AO
+    (``"runs"``: every video counts once, however long)."""
+    if average == "runs":
+        return float(np.mean([overall_ao({n: boxes[n]}, {n: truth[n]}) for n in truth]))
+    gt, cover, size = ({n: t[i] for n, t in truth.items()} for i in range(3))
+    return got10k_metrics({n: boxes[n] for n in truth}, gt, cover, size).ao
+
+
+def average_overlap(
+    recorded: list[RecordedSequence], cfg: TrackingConfig, average: str = "frames"
+) -> float:
+    """AO (:func:`overall_ao`) of selection ``cfg`` over the recorded sequences."""
+    truth = {s.name: (s.ground_truth, s.cover, s.size) for s in recorded}
+    return overall_ao({s.name: replay(s, cfg) for s in recorded}, truth, average)
 
 
 def track_all(
@@ -138,6 +150,7 @@ def grid_search(
     recorded: list[RecordedSequence],
     grid: dict[str, tuple[float, ...]] | None = None,
     progress: bool = True,
+    average: str = "frames",
 ) -> list[tuple[float, TrackingConfig]]:
     """Every setting of ``grid`` (default ``GRID``) with its AO, best first; ties keep the
     earlier (simpler) setting."""
@@ -148,12 +161,14 @@ def grid_search(
         for values in itertools.product(*(grid[k] for k in keys))
     ]
     ranked = [
-        (average_overlap(recorded, cfg), i, cfg)
+        (average_overlap(recorded, cfg, average), i, cfg)
         for i, cfg in enumerate(tqdm(settings, desc="grid", disable=not progress))
     ]
     ranked.sort(key=lambda t: (-t[0], t[1]))
     return [(ao, cfg) for ao, _, cfg in ranked]
 
+
+AVERAGES = ("frames", "runs")  # Grid.average
 
 # config sections a tracked step may set: the tracker's and the RPN's test-time settings
 TUNABLE = ("tracking.", "input.", "model.rpn.")
@@ -164,21 +179,26 @@ class Grid:
     """What :func:`tune` searches. ``replay``: ``TrackingConfig`` fields and their values, every
     combination replayed (empty: keep the checkpoint's selection). ``tracked``: steps in order,
     each mapping config paths (``tracking.size_lr``, ``input.max_size``) to value lists of one
-    length, whose i-th values are tried together."""
+    length, whose i-th values are tried together. ``average``: see :func:`overall_ao`."""
 
     replay: dict[str, tuple[Any, ...]] = field(default_factory=lambda: dict(GRID))
     tracked: list[dict[str, tuple[Any, ...]]] = field(default_factory=list)
+    average: str = "frames"  # how runs are averaged into the AO compared (overall_ao)
 
 
 def read_grid(path: str | Path) -> Grid:
-    """The :class:`Grid` in a YAML file with the keys ``replay`` and ``tracked``; every path
-    and value is checked against the config, and an error names the file and the entry."""
+    """The :class:`Grid` in a YAML file with the keys ``replay``, ``tracked`` and ``average``;
+    every path and value is checked against the config, and an error names the file and the
+    entry."""
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: cannot read the grid: {err}") from err
-    if not isinstance(data, dict) or set(data) - {"replay", "tracked"}:
-        raise ConfigError(f"{path}: expected a mapping with the keys replay and tracked")
+    if not isinstance(data, dict) or set(data) - {"replay", "tracked", "average"}:
+        raise ConfigError(f"{path}: expected a mapping with the keys replay, tracked, average")
+    average = data.get("average", "frames")
+    if average not in AVERAGES:
+        raise ConfigError(f"{path}: average: {average!r}: not one of {', '.join(AVERAGES)}")
     replay = data.get("replay") or {}
     steps = data.get("tracked") or []
     if not isinstance(replay, dict) or not isinstance(steps, list):
@@ -187,7 +207,7 @@ def read_grid(path: str | Path) -> Grid:
     if unknown:
         raise ConfigError(f"{path}: replay: {unknown[0]}: not one of {', '.join(GRID)}")
     checked = _values(path, "replay", {f"tracking.{k}": v for k, v in replay.items()})
-    grid = Grid({k.removeprefix("tracking."): v for k, v in checked.items()}, [])
+    grid = Grid({k.removeprefix("tracking."): v for k, v in checked.items()}, [], average)
     for i, step in enumerate(steps):
         if not isinstance(step, dict) or not step:
             raise ConfigError(f"{path}: tracked[{i}]: expected a mapping of config paths")
@@ -248,11 +268,11 @@ def tune(
     names = [s.name for s in seqs]
     if len(set(names)) < len(names):  # AO is pooled over frames keyed by sequence name
         raise ValueError(f"the tuning sets share sequence names: {' '.join(sets)}")
-    info: dict[str, Any] = {"on": list(sets), "tracked": []}
+    info: dict[str, Any] = {"on": list(sets), "average": grid.average, "tracked": []}
     if grid.replay:
         recorded = record(Tracker(model, "online", device, cfg.input), seqs, progress)
-        ranked = grid_search(recorded, grid.replay, progress)
-        paper_ao = average_overlap(recorded, TrackingConfig())
+        ranked = grid_search(recorded, grid.replay, progress, grid.average)
+        paper_ao = average_overlap(recorded, TrackingConfig(), grid.average)
         cfg.tracking = ranked[0][1] if ranked[0][0] > paper_ao else TrackingConfig()
         top = [[ao, {k: getattr(s, k) for k in grid.replay}] for ao, s in ranked[:5]]
         info["replay"] = {"top": top, "paper_rule_ao": paper_ao}
@@ -264,7 +284,8 @@ def tune(
         if key not in boxes:
             tracker = Tracker(model, "online", device, cfg.input, tracking=cfg.tracking)
             boxes[key] = track_all(tracker, seqs, progress)
-        return score(boxes[key], subset).ao
+        truth = {s.name: (s.boxes, cover_of(s), frame_size(s)) for s in subset}
+        return overall_ao({s.name: boxes[key][s.name] for s in subset}, truth, grid.average)
 
     for step in grid.tracked:
         choices = list(zip(*step.values()))
