@@ -66,7 +66,8 @@ def with_restarts(sequences: list[Sequence], starts: int) -> list[Sequence]:
         out.append(seq)
         usable = seq.visible & (np.nan_to_num(seq.boxes[:, 2:]) > 0).all(1)
         for k in range(1, starts):
-            later = np.flatnonzero(usable[k * len(seq) // starts :]) + k * len(seq) // starts
+            begin = k * len(seq) // starts
+            later = begin + np.flatnonzero(usable[begin:])
             if not len(later) or later[0] >= len(seq) - 1:  # nothing left to track
                 continue
             i = int(later[0])
