@@ -96,13 +96,21 @@ def test_tune_starts_tracks_the_restarts_and_averages_runs(tmp_path: Path, seque
     root, seqs = sequences
     model, last, out = _untrained_checkpoint(tmp_path)
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump({"tracked": [{"tracking.size_lr": [0.5]}], "average": "runs"}))
+    steps = [{"tracking.size_lr": [0.5]}]
+    grid.write_text(
+        yaml.safe_dump({"replay": {"size_lr": [1.0]}, "tracked": steps, "average": "runs"})
+    )
     args = ["tune", str(last), str(out), "--grid", str(grid), "--on", f"got10k={root}"]
     assert siamtfa([*args, "--starts", "2"]) == 0
-    tuning, config = load_checkpoint(out)["tuning"], load_checkpoint(out)["config"]
+    tuned = load_checkpoint(out)
+    tuning, config = tuned["tuning"], tuned["config"]
     assert tuning["starts"] == 2 and tuning["average"] == "runs"
     runs = with_restarts(seqs, 2)
     assert len(runs) == 2 * len(seqs)
+    # each run's AO averaged, in the replay (the paper's rule) and in the tracked step
+    paper = to_dict(from_dict(SMALL))
+    expected = np.mean([_tracked_ao(model, paper, [r]) for r in runs])
+    assert tuning["replay"]["paper_rule_ao"] == pytest.approx(expected, abs=1e-9)
     expected = np.mean([_tracked_ao(model, config, [r]) for r in runs])
     assert tuning["tracked_ao"] == pytest.approx(expected, abs=1e-9)
 
