@@ -286,7 +286,8 @@ def test_the_shipped_grid_reads() -> None:
     assert grid.replay == GRID and grid.average == "runs"
     step = {"tracking.search_target_size": (0.0,) * 4 + (40.0,) * 4}
     step["tracking.appearance_weight"] = (0.0, 0.5, 0.75, 0.9) * 2
-    assert grid.tracked == [step]
+    prior = [{f"tracking.{k}": GRID[k]} for k in ("scale_penalty", "size_lr", "window_influence")]
+    assert grid.tracked == [step, *prior]
 
 
 def _untrained_checkpoint(tmp_path: Path) -> tuple[torch.nn.Module, Path, Path]:
