@@ -85,6 +85,11 @@ def with_restarts(sequences: list[Sequence], starts: int) -> list[Sequence]:
     return out
 
 
+def _truth(seq: Sequence) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """What ``seq``'s AO is scored against: its boxes, cover labels and frame size."""
+    return seq.boxes, cover_of(seq), frame_size(seq)
+
+
 def record(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -> list:
     """Run ``tracker`` (online mode) over each sequence, keeping every frame's ranked RoIs."""
     if tracker.mode != "online":
@@ -98,8 +103,7 @@ def record(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -
         for frame in seq.frames[1:]:
             tracker.update(frame)
             candidates.append(tracker.ranked())
-        truth = (seq.boxes, cover_of(seq), frame_size(seq))
-        out.append(RecordedSequence(seq.name, *truth, candidates))
+        out.append(RecordedSequence(seq.name, *_truth(seq), candidates))
     return out
 
 
@@ -278,6 +282,7 @@ def tune(
         top = [[ao, {k: getattr(s, k) for k in grid.replay}] for ao, s in ranked[:5]]
         info["replay"] = {"top": top, "paper_rule_ao": paper_ao}
     boxes: dict[str, dict] = {}  # by settings: each is tracked once
+    truth = {s.name: _truth(s) for s in seqs}  # read once (frame sizes come from the files)
 
     def tracked_ao(subset: list[Sequence] = seqs) -> float:
         """AO of tracking with ``cfg`` as it is now."""
@@ -285,8 +290,8 @@ def tune(
         if key not in boxes:
             tracker = Tracker(model, "online", device, cfg.input, tracking=cfg.tracking)
             boxes[key] = track_all(tracker, seqs, progress)
-        truth = {s.name: (s.boxes, cover_of(s), frame_size(s)) for s in subset}
-        return overall_ao({s.name: boxes[key][s.name] for s in subset}, truth, grid.average)
+        names = [s.name for s in subset]
+        return overall_ao(boxes[key], {n: truth[n] for n in names}, grid.average)
 
     for step in grid.tracked:
         choices = list(zip(*step.values()))
