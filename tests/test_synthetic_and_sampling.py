@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from siamtfa.config import preset
 from siamtfa.data.datasets import DatasetError, Sequence, read_got10k
@@ -184,6 +185,62 @@ def test_sampler_boxes_follow_flip_and_scale(synthetic_dir: Path) -> None:
         torch.minimum(expected, torch.tensor([640.0, 480, 640, 480])), torch.zeros(4)
     )
     torch.testing.assert_close(sample["search_boxes"][0], expected, atol=1e-3, rtol=0)
+
+
+def test_search_regions_show_the_template_as_the_tracker_does(synthetic_dir: Path) -> None:
+    from siamtfa.data import transforms as T
+
+    cfg = preset("lite")
+    cfg.input.max_size, cfg.input.min_size = 320, 240  # the 320x240 frames at scale 1
+    cfg.data.search_target_size = 100.0  # above every target here: each is enlarged to it
+    cfg.data.max_upsample = 10.0
+    seqs = read_got10k(synthetic_dir)
+    ds = ClipDataset([Source("syn", seqs)], 2, cfg.data, cfg.input, seed=0, augment=False)
+    for i in range(3):
+        sample = ds[i]
+        seq = next(s for s in seqs if s.name == sample["sequence"])
+        t = int(sample["frames"][0])
+        x, y, w, h = seq.boxes[t]
+        scale = 100.0 / np.sqrt(w * h)  # by hand: the target measures 100 input pixels
+        x0 = np.clip(x + w / 2 - 160 / scale, 0, 320 - 320 / scale)  # centred, inside
+        y0 = np.clip(y + h / 2 - 120 / scale, 0, 240 - 240 / scale)
+        box = torch.tensor([x - x0, y - y0, x + w - x0, y + h - y0], dtype=torch.float32) * scale
+        torch.testing.assert_close(sample["template_box"], box, atol=1e-3, rtol=0)
+        frame = np.asarray(Image.open(seq.frames[t]).convert("RGB"))
+        crop = T.crop_resize(frame, T.Region(scale, x0, y0), cfg.input)
+        torch.testing.assert_close(sample["template"][:, :240], T.normalize(crop, cfg.input))
+        # without augmentation, the clip is seen around its first box, unjittered
+        b = sample["search_boxes"][0]
+        assert float(((b[2] - b[0]) * (b[3] - b[1])).sqrt()) == pytest.approx(100.0, abs=1e-2)
+
+
+def test_search_regions_jitter_the_last_answer(tmp_path: Path) -> None:
+    from siamtfa.data.datasets import read_folder
+
+    _track_folder(tmp_path, "still", ["300,220,40,40"] * 4, (640, 480))
+    cfg = preset("lite")
+    cfg.input.max_size, cfg.input.min_size = 320, 240  # the frames at scale 0.5
+    cfg.data.min_area_fraction = 0.001
+    cfg.data.search_target_size = 40.0
+    cfg.data.flip_prob = 0.0
+    seqs = read_folder(tmp_path)
+    ds = ClipDataset([Source("still", seqs)], 3, cfg.data, cfg.input, seed=0)
+    sides, shifts = [], []
+    for i in range(40):
+        sample = ds[i]
+        assert float(((sample["template_box"][2:] - sample["template_box"][:2]).prod()).sqrt()) == (
+            pytest.approx(40.0, abs=1e-3)
+        )
+        b = sample["search_boxes"]
+        side = ((b[:, 2:] - b[:, :2]).prod(1)).sqrt()
+        assert torch.allclose(side, side[0])  # one region for the clip
+        sides.append(float(side[0]))
+        shifts.append(((b[0, :2] + b[0, 2:]) / 2 - torch.tensor([160.0, 120.0])) / side[0])
+    # the answer's size off by 2**u, u in [-0.5, 0.5]: the target measures 40 / 2**u pixels
+    assert 40 / 2**0.5 - 1e-3 <= min(sides) < 36 and 44 < max(sides) <= 40 * 2**0.5 + 1e-3
+    # the centre off by up to half the answer's size, each way: in target sizes, times 2**u
+    shift = torch.stack(shifts).abs()
+    assert shift.max() <= 0.5 * 2**0.5 + 1e-3 and shift.max() > 0.3
 
 
 def test_real_texture_bank(tmp_path: Path) -> None:

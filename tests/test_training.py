@@ -14,7 +14,7 @@ import torch
 
 from siamtfa import build_model
 from siamtfa.checkpoint import load_checkpoint
-from siamtfa.config import TrainConfig, from_dict
+from siamtfa.config import TrackingConfig, TrainConfig, from_dict
 from siamtfa.data.synthetic import make_synthetic
 from siamtfa.training import lr_at, train
 from siamtfa.training.plot import plot_losses
@@ -173,6 +173,26 @@ def test_validation_leaves_the_model_in_training_in_its_memory_layout(data: list
     assert 0.0 <= ao <= 1.0
     assert model.backbone.conv1.weight.is_contiguous()  # not turned channels_last
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_validation_tracks_with_the_configs_tracking_settings(data: list[str]) -> None:
+    from siamtfa.data.datasets import read_dataset
+    from siamtfa.evaluation.score import score
+    from siamtfa.tracking import Tracker
+    from siamtfa.tracking.tuning import track_all
+    from siamtfa.training.engine import validate
+
+    cfg = tiny_config(1)
+    cfg.tracking.search_target_size, cfg.tracking.max_upsample = 60.0, 4.0
+    model = build_model(cfg.model)
+    sequences = read_dataset("got10k", data[0].split("=", 1)[1])[:2]
+
+    def ao(tracking: TrackingConfig) -> float:
+        tracker = Tracker(model, "online", "cpu", cfg.input, tracking=tracking)
+        return score(track_all(tracker, sequences, progress=False), sequences).ao
+
+    assert ao(cfg.tracking) != ao(TrackingConfig())  # the settings matter here
+    assert validate(model, cfg, sequences, torch.device("cpu")) == ao(cfg.tracking)
 
 
 def test_truncated_checkpoint_is_reported(tmp_path: Path) -> None:

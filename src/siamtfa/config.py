@@ -110,6 +110,15 @@ class DataConfig:
     flip_prob: float = 0.5
     scale_jitter: float = 0.15  # resize factor in [1 - j, 1 + j] around the fitted size
     color_jitter: float = 0.2  # brightness, contrast, saturation factors in [1 - c, 1 + c]
+    # Search regions (0: whole frames, the paper). Otherwise each frame is seen as the tracker
+    # with tracking.search_target_size sees it: the template through the region around its own
+    # box, the clip through the region around its first box as a tracker's last answer would be,
+    # off by a size factor in [2**-j, 2**j] (j = region_size_jitter) and a centre shift of up
+    # to region_shift target sizes per axis. scale_jitter then applies to whole frames only.
+    search_target_size: float = 0.0
+    max_upsample: float = 2.0
+    region_size_jitter: float = 0.5
+    region_shift: float = 0.5
 
 
 @dataclass

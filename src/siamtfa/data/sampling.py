@@ -156,30 +156,30 @@ class ClipDataset(torch.utils.data.Dataset):
         seq, t_idx, clip = self.choose(rng)
         images = [read_frame(seq.frames[i]) for i in [t_idx, *clip]]
         h, w = images[0].shape[:2]
-        scale = T.fit_scale(w, h, self.inputs)
+        views = self._views(rng, seq, t_idx, clip[0], (w, h))
         flip = False
         gains = np.ones(3)
         if self.augment:
-            scale *= rng.uniform(1.0 - self.data.scale_jitter, 1.0)
             flip = bool(rng.random() < self.data.flip_prob)
             c = self.data.color_jitter
             gains = rng.uniform(1 - c, 1 + c, 3)  # brightness, contrast, saturation
         canvas_h, canvas_w = T.canvas_size(self.inputs)
         tensors, boxes, present = [], [], []
-        for img, i in zip(images, [t_idx, *clip]):
+        for img, i, view in zip(images, [t_idx, *clip], views):
             if img.shape[:2] != (h, w):
                 raise DatasetError(
                     f"{seq.frames[i]}: size {img.shape[1]}x{img.shape[0]} differs "
                     f"from the sequence's {w}x{h}"
                 )
-            img = T.resize(img, scale)
+            whole = view.x0 == 0 and view.y0 == 0
+            img = T.resize(img, view.scale) if whole else T.crop_resize(img, view, self.inputs)
             if flip:
                 img = img[:, ::-1]
             if self.augment:
                 img = _color_jitter(img, gains)
             tensors.append(T.pad_to(T.normalize(img, self.inputs), canvas_h, canvas_w))
             box, ok = _transform_box(
-                seq.boxes[i], scale, flip, img.shape[1], img.shape[0], canvas_w, canvas_h
+                seq.boxes[i], view, flip, img.shape[1], img.shape[0], canvas_w, canvas_h
             )
             boxes.append(box)
             present.append(ok and bool(seq.visible[i]))
@@ -195,6 +195,32 @@ class ClipDataset(torch.utils.data.Dataset):
             "frames": torch.tensor([t_idx, *clip]),
         }
 
+    def _views(
+        self,
+        rng: np.random.Generator,
+        seq: Sequence,
+        t_idx: int,
+        first: int,
+        size: tuple[int, int],
+    ) -> list[T.Region]:
+        """Where the template frame and each clip frame are seen (``DataConfig``): the whole
+        frame at a jittered scale, or search regions as the tracker's."""
+        fit = T.fit_scale(*size, self.inputs)
+        d = self.data
+        if d.search_target_size <= 0:
+            scale = fit * rng.uniform(1.0 - d.scale_jitter, 1.0) if self.augment else fit
+            return [T.Region(scale, 0.0, 0.0)] * (1 + self.clip_len)
+        target, upsample = d.search_target_size, d.max_upsample
+        template = T.search_region(seq.boxes[t_idx], size, fit, target, upsample)
+        last = np.asarray(seq.boxes[first], np.float64)  # the tracker's last answer, jittered
+        if self.augment and np.isfinite(last).all():
+            side = float(np.sqrt(max(last[2], 1.0) * max(last[3], 1.0)))
+            wh = last[2:] * 2.0 ** rng.uniform(-d.region_size_jitter, d.region_size_jitter)
+            centre = last[:2] + last[2:] / 2 + rng.uniform(-1, 1, 2) * d.region_shift * side
+            last = np.concatenate([centre - wh / 2, wh])
+        region = T.search_region(last, size, fit, target, upsample)
+        return [template] + [region] * self.clip_len
+
 
 def _color_jitter(img: np.ndarray, gains: np.ndarray) -> np.ndarray:
     f = img.astype(np.float32)
@@ -207,18 +233,18 @@ def _color_jitter(img: np.ndarray, gains: np.ndarray) -> np.ndarray:
 
 def _transform_box(
     box_xywh: np.ndarray,
-    scale: float,
+    view: T.Region,
     flip: bool,
     width: int,
     height: int,
     canvas_w: int,
     canvas_h: int,
 ) -> tuple[Tensor, bool]:
-    """Box ``x1, y1, x2, y2`` in the resized (flipped) frame, clipped to frame and canvas."""
+    """Box ``x1, y1, x2, y2`` in the ``width x height`` input of ``view`` (flipped), clipped to
+    it and to the canvas."""
     if not np.isfinite(box_xywh).all():
         return torch.zeros(4), False
-    x, y, w, h = (float(v) * scale for v in box_xywh)
-    x1, y1, x2, y2 = x, y, x + w, y + h
+    ((x1, y1, x2, y2),) = view.to_input([*box_xywh[:2], *(box_xywh[:2] + box_xywh[2:])])
     if flip:
         x1, x2 = width - x2, width - x1
     x1, x2 = np.clip([x1, x2], 0, min(width, canvas_w))

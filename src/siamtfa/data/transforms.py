@@ -127,6 +127,35 @@ class Region(NamedTuple):
         return [[(x1 - self.x0) * s, (y1 - self.y0) * s, (x2 - self.x0) * s, (y2 - self.y0) * s]]
 
 
+def search_region(
+    box: np.ndarray,
+    frame_size: tuple[int, int],
+    fit: float,
+    target_size: float,
+    max_upsample: float = 2.0,
+) -> Region:
+    """The region to search for a target at ``box`` (x, y, w, h) in a ``(W, H)`` frame whose
+    whole-frame input scale is ``fit``.
+
+    The region keeps the whole frame's input size (``W * fit`` x ``H * fit`` input pixels) at a
+    scale that makes the target measure ``target_size`` input pixels, clamped to
+    ``[fit, max(fit, max_upsample)]``; it is centred on the box and shifted to lie inside the
+    frame. With ``target_size = 0`` (or a target already as large) it is the frame.
+    """
+    width, height = frame_size
+    if target_size <= 0:
+        return Region(fit, 0.0, 0.0)
+    target = float(np.sqrt(max(box[2], 1.0) * max(box[3], 1.0)))
+    scale = min(max(target_size / target, fit), max(fit, max_upsample))
+    if scale <= fit:
+        return Region(fit, 0.0, 0.0)
+    crop_w, crop_h = width * fit / scale, height * fit / scale
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    x0 = float(np.clip(cx - crop_w / 2, 0.0, width - crop_w))
+    y0 = float(np.clip(cy - crop_h / 2, 0.0, height - crop_h))
+    return Region(scale, x0, y0)
+
+
 def crop_resize(rgb: np.ndarray, region: Region, cfg: InputConfig) -> np.ndarray:
     """The frame part ``region`` (``scale, x0, y0``: input pixel = (pixel - x0) * scale) at the
     whole frame's input size ``fit_scale * (W, H)``; the whole frame resized when ``x0 = y0 = 0``

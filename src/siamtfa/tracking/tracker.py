@@ -86,25 +86,9 @@ def search_region(
     box: np.ndarray, frame_size: tuple[int, int], fit: float, cfg: TrackingConfig
 ) -> T.Region:
     """The region to search for the target last seen at ``box`` (x, y, w, h) in a ``(W, H)``
-    frame whose whole-frame input scale is ``fit``.
-
-    The region keeps the whole frame's input size (``W * fit`` x ``H * fit`` input pixels) at a
-    scale that makes the target measure ``cfg.search_target_size`` input pixels, clamped to
-    ``[fit, max(fit, cfg.max_upsample)]``; it is centred on the box and shifted to lie inside
-    the frame. With ``search_target_size = 0`` (or a target already as large) it is the frame.
-    """
-    width, height = frame_size
-    if cfg.search_target_size <= 0:
-        return T.Region(fit, 0.0, 0.0)
-    target = float(np.sqrt(max(box[2], 1.0) * max(box[3], 1.0)))
-    scale = min(max(cfg.search_target_size / target, fit), max(fit, cfg.max_upsample))
-    if scale <= fit:
-        return T.Region(fit, 0.0, 0.0)
-    crop_w, crop_h = width * fit / scale, height * fit / scale
-    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
-    x0 = float(np.clip(cx - crop_w / 2, 0.0, width - crop_w))
-    y0 = float(np.clip(cy - crop_h / 2, 0.0, height - crop_h))
-    return T.Region(scale, x0, y0)
+    frame whose whole-frame input scale is ``fit``: :func:`siamtfa.data.transforms.search_region`
+    with ``cfg.search_target_size`` and ``cfg.max_upsample``."""
+    return T.search_region(box, frame_size, fit, cfg.search_target_size, cfg.max_upsample)
 
 
 def compiled(fn: Callable) -> Callable:

@@ -147,7 +147,7 @@ def _distributed() -> tuple[int, int, int]:
 
 def validate(model: nn.Module, cfg: Config, sequences: list, device: torch.device) -> float:
     """GOT-10k AO of the online tracker on ``sequences`` (the model is left in eval mode)."""
-    tracker = Tracker(model, "online", device, cfg.input)
+    tracker = Tracker(model, "online", device, cfg.input, tracking=cfg.tracking)
     return score(track_all(tracker, sequences, progress=False), sequences).ao
 
 
