@@ -39,7 +39,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "window_sigma": (0.5, 1.0, 2.0, 4.0),
     "window_lead": (0.0, 0.5, 1.0),
     "scale_penalty": (0.0, 0.3, 1.0, 3.0),
-    "size_lr": (0.3, 0.6, 1.0),
+    "size_lr": (0.1, 0.3, 0.6, 1.0),
 }
 
 
