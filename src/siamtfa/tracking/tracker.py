@@ -40,7 +40,7 @@ from siamtfa.tracking.base import BaseTracker
 from siamtfa.tracking.selection import clipped_xywh, next_box, with_appearance
 
 MODES = ("online", "clip")
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_lite.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_mobile.pt"
 
 
 def default_tracker_source() -> tuple[SiamTFA | Path, InputConfig | None, bool]:
