@@ -171,8 +171,10 @@ class ClipDataset(torch.utils.data.Dataset):
                     f"{seq.frames[i]}: size {img.shape[1]}x{img.shape[0]} differs "
                     f"from the sequence's {w}x{h}"
                 )
-            whole = view.x0 == 0 and view.y0 == 0
-            img = T.resize(img, view.scale) if whole else T.crop_resize(img, view, self.inputs)
+            if self.data.search_target_size > 0:  # a region (at 0, 0 too), or the frame at fit
+                img = T.crop_resize(img, view, self.inputs)
+            else:  # the whole frame at a jittered scale
+                img = T.resize(img, view.scale)
             if flip:
                 img = img[:, ::-1]
             if self.augment:
