@@ -243,6 +243,26 @@ def test_search_regions_jitter_the_last_answer(tmp_path: Path) -> None:
     assert shift.max() <= 0.5 * 2**0.5 + 1e-3 and shift.max() > 0.3
 
 
+def test_search_regions_skip_a_clips_absent_first_frame(tmp_path: Path) -> None:
+    from siamtfa.data.datasets import read_folder
+
+    boxes = ["300,220,40,40", "NaN,NaN,NaN,NaN", "310,220,40,40"]  # UAV123's absent row
+    _track_folder(tmp_path, "gap", boxes, (640, 480))
+    cfg = preset("lite")
+    cfg.input.max_size, cfg.input.min_size = 320, 240
+    cfg.data.min_area_fraction = 0.001
+    cfg.data.search_target_size = 40.0
+    ds = ClipDataset([Source("gap", read_folder(tmp_path))], 2, cfg.data, cfg.input, augment=False)
+    samples = [ds[i] for i in range(8)]
+    gapped = [s for s in samples if s["frames"][1:].tolist() == [1, 2]]
+    assert gapped  # the clip that starts on the absent frame was drawn
+    for sample in gapped:  # seen around frame 2's box, the clip's first seen target
+        assert sample["present"].tolist() == [False, True]
+        b = sample["search_boxes"][1]
+        assert float(((b[2:] - b[:2]).prod()).sqrt()) == pytest.approx(40.0, abs=1e-3)
+        assert ((b[:2] + b[2:]) / 2).tolist() == pytest.approx([160.0, 120.0], abs=1e-3)
+
+
 def test_real_texture_bank(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -156,7 +156,7 @@ class ClipDataset(torch.utils.data.Dataset):
         seq, t_idx, clip = self.choose(rng)
         images = [read_frame(seq.frames[i]) for i in [t_idx, *clip]]
         h, w = images[0].shape[:2]
-        views = self._views(rng, seq, t_idx, clip[0], (w, h))
+        views = self._views(rng, seq, t_idx, clip, (w, h))
         flip = False
         gains = np.ones(3)
         if self.augment:
@@ -202,11 +202,12 @@ class ClipDataset(torch.utils.data.Dataset):
         rng: np.random.Generator,
         seq: Sequence,
         t_idx: int,
-        first: int,
+        clip: list[int],
         size: tuple[int, int],
     ) -> list[T.Region]:
         """Where the template frame and each clip frame are seen (``DataConfig``): the whole
-        frame at a jittered scale, or search regions as the tracker's."""
+        frame at a jittered scale, or search regions as the tracker's: the clip's around its
+        first box where the target is seen (a clip has one: ``clip_starts``)."""
         fit = T.fit_scale(*size, self.inputs)
         d = self.data
         if d.search_target_size <= 0:
@@ -214,8 +215,9 @@ class ClipDataset(torch.utils.data.Dataset):
             return [T.Region(scale, 0.0, 0.0)] * (1 + self.clip_len)
         target, upsample = d.search_target_size, d.max_upsample
         template = T.search_region(seq.boxes[t_idx], size, fit, target, upsample)
+        first = next(i for i in clip if seq.visible[i] and np.isfinite(seq.boxes[i]).all())
         last = np.asarray(seq.boxes[first], np.float64)  # the tracker's last answer, jittered
-        if self.augment and np.isfinite(last).all():
+        if self.augment:
             side = float(np.sqrt(max(last[2], 1.0) * max(last[3], 1.0)))
             wh = last[2:] * 2.0 ** rng.uniform(-d.region_size_jitter, d.region_size_jitter)
             centre = last[:2] + last[2:] / 2 + rng.uniform(-1, 1, 2) * d.region_shift * side
