@@ -284,9 +284,8 @@ def test_read_grid_names_the_file_and_the_entry(tmp_path: Path, grid: str, messa
 def test_the_shipped_grid_reads() -> None:
     grid = read_grid(Path(__file__).parents[1] / "configs" / "tune.yaml")
     assert grid.replay == GRID and grid.average == "runs"
-    zooms = (40.0, 48.0, 56.0, 64.0)
-    step = {"tracking.search_target_size": tuple(z for z in zooms for _ in range(2))}
-    step["tracking.appearance_weight"] = (0.5, 0.75) * 4
+    step = {"tracking.search_target_size": (0.0,) * 4 + (40.0,) * 4}
+    step["tracking.appearance_weight"] = (0.0, 0.5, 0.75, 0.9) * 2
     prior = [{f"tracking.{k}": GRID[k]} for k in ("scale_penalty", "size_lr", "window_influence")]
     assert grid.tracked == [step, *prior]
 
