@@ -39,6 +39,19 @@ def test_anchors_count_sizes_and_centres(stride: int, size: int) -> None:
             torch.testing.assert_close(centres[i, j], expected.expand(3, 2))
 
 
+def test_rpn_anchors_are_each_sizes_grid_anchors_and_the_cache_stays_small() -> None:
+    rpn = RegionProposalNetwork(RPNConfig(), 8, STRIDES)
+    for n in range(12):  # more map sizes than the cache keeps
+        sizes = [(2 + n, 3), (1, 2), (1, 1), (1, 1), (1, 1)]
+        for _ in range(2):  # the second time from the cache
+            got = rpn.anchors(sizes, torch.device("cpu"))
+            for level, (hw, stride) in enumerate(zip(sizes, STRIDES)):
+                size = RPNConfig().anchor_sizes[level]
+                expected = grid_anchors(hw, stride, size, RPNConfig().aspect_ratios)
+                assert torch.equal(got[level], expected)
+    assert len(rpn._anchors) <= 8
+
+
 # --------------------------------------------------------------------------- adversarial dropout
 
 

@@ -11,6 +11,7 @@ from siamtfa.ops import (
     BoxCoder,
     batched_nms,
     box_iou,
+    clip_boxes,
     multiscale_roi_align,
     nms,
     nms_keep,
@@ -241,10 +242,15 @@ def random_boxes(n: int, gen: torch.Generator) -> torch.Tensor:
 def test_box_iou_matches_reference() -> None:
     gen = torch.Generator().manual_seed(1)
     a, b = random_boxes(7, gen), random_boxes(5, gen)
+    a[5, 2:] = a[5, :2]  # empty
+    b[4] = a[3]  # identical
+    b[3] = torch.tensor([200.0, 200.0, 210.0, 205.0])  # far from all
     got = box_iou(a, b)
     for i in range(7):
         for j in range(5):
             assert got[i, j].item() == pytest.approx(iou_reference(a[i].tolist(), b[j].tolist()))
+    assert got[5].eq(0).all() and got[:, 3].eq(0).all() and got[3, 4] == 1
+    assert box_iou(a[5:6], a[5:6]).item() == 0  # empty with empty: no union, IoU 0
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -280,6 +286,35 @@ def test_batched_nms_is_per_group() -> None:
     scores = torch.tensor([0.9, 0.8, 0.7])
     assert batched_nms(boxes, scores, torch.tensor([0, 1, 0]), 0.5).tolist() == [0, 1]
     assert nms(boxes, scores, 0.5).tolist() == [0]
+
+
+def decode_reference(delta: list[float], box: list[float], weights, clamp: float) -> list[float]:
+    """torchvision's BoxCoder.decode_single for one box, in float64."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    cx, cy = box[0] + 0.5 * w, box[1] + 0.5 * h
+    dx, dy, dw, dh = (d / wt for d, wt in zip(delta, weights))
+    px, py = dx * w + cx, dy * h + cy
+    pw, ph = math.exp(min(dw, clamp)) * w, math.exp(min(dh, clamp)) * h
+    return [px - 0.5 * pw, py - 0.5 * ph, px + 0.5 * pw, py + 0.5 * ph]
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0)])
+def test_box_decode_matches_per_box_reference(weights) -> None:
+    gen = torch.Generator().manual_seed(3)
+    ref = random_boxes(40, gen).double()
+    deltas = torch.randn(40, 4, generator=gen, dtype=torch.float64) * 2
+    deltas[:3, 2:] = 50.0  # past the clamp
+    coder = BoxCoder(weights)
+    got = coder.decode(deltas, ref)
+    for i in range(40):
+        expected = decode_reference(deltas[i].tolist(), ref[i].tolist(), weights, coder.clamp)
+        assert got[i].tolist() == pytest.approx(expected, rel=1e-12, abs=1e-9)
+
+
+def test_clip_boxes_by_hand() -> None:
+    boxes = torch.tensor([[-5.0, 3.0, 50.0, 70.0], [10.0, -1.0, 20.0, 20.0]])
+    clipped = clip_boxes(boxes, 60.0, 40.0)  # height 60, width 40
+    assert clipped.tolist() == [[0.0, 3.0, 40.0, 60.0], [10.0, 0.0, 20.0, 20.0]]
 
 
 def test_box_coder_round_trip_and_known_value() -> None:

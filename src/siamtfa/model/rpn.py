@@ -83,6 +83,8 @@ class RegionProposalNetwork(nn.Module):
         self.strides = strides
         self.heads = nn.ModuleList(RPNHead(channels, len(cfg.aspect_ratios)) for _ in strides)
         self.coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        # anchors by (map sizes, device): a tracker asks for the same few sizes every frame
+        self._anchors: dict[tuple, list[Tensor]] = {}
 
     def head_outputs(self, feats: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """Each level's logits ``[B, H*W*k, 2]`` and deltas ``[B, H*W*k, 4]`` (anchors' order)."""
@@ -90,11 +92,16 @@ class RegionProposalNetwork(nn.Module):
         return [o[0] for o in outs], [o[1] for o in outs]
 
     def anchors(self, sizes: list[tuple[int, int]], device: torch.device) -> list[Tensor]:
-        """Each level's anchors for feature maps of ``sizes`` (H, W)."""
-        return [
-            grid_anchors(tuple(hw), s, a, self.cfg.aspect_ratios, device)
-            for hw, s, a in zip(sizes, self.strides, self.cfg.anchor_sizes)
-        ]
+        """Each level's anchors for feature maps of ``sizes`` (H, W); read-only (cached)."""
+        key = (tuple(tuple(hw) for hw in sizes), str(device))
+        if key not in self._anchors:
+            if len(self._anchors) >= 8:  # frames of many sizes: keep the cache small
+                self._anchors.clear()
+            self._anchors[key] = [
+                grid_anchors(tuple(hw), s, a, self.cfg.aspect_ratios, device)
+                for hw, s, a in zip(sizes, self.strides, self.cfg.anchor_sizes)
+            ]
+        return self._anchors[key]
 
     def forward(
         self,
@@ -127,14 +134,20 @@ class RegionProposalNetwork(nn.Module):
         pre_n = cfg.pre_nms_top_n_train if self.training else cfg.pre_nms_top_n_test
         post_n = cfg.post_nms_top_n_train if self.training else cfg.post_nms_top_n_test
         frames = logits[0].shape[0]
-        boxes, scores = [], []
+        scores, picked_deltas, picked_anchors = [], [], []
         for lg, dl, an in zip(logits, deltas, anchors):  # every frame at once, level by level
             objectness = (lg[..., 1] - lg[..., 0]).float()  # monotone in softmax fg prob
             top = objectness.topk(min(pre_n, objectness.shape[1]), dim=1).indices  # [B, k]
-            d = dl.gather(1, top[..., None].expand(-1, -1, 4)).float()
-            decoded = self.coder.decode(d.reshape(-1, 4), an[top].reshape(-1, 4))
-            boxes.append(clip_boxes(decoded, *image_size).view(frames, -1, 4))
             scores.append(objectness.gather(1, top))
+            picked_deltas.append(dl.gather(1, top[..., None].expand(-1, -1, 4)))
+            picked_anchors.append(an[top])
+        # decoded for every level at once: one pass of each op instead of one per level
+        decoded = self.coder.decode(
+            torch.cat(picked_deltas, 1).float().view(-1, 4),
+            torch.cat(picked_anchors, 1).view(-1, 4),
+        )
+        decoded = clip_boxes(decoded, *image_size).view(frames, -1, 4)
+        boxes = decoded.split([s.shape[1] for s in scores], dim=1)
         # [B, L, n]: each level's top-n, padded where a level has fewer anchors
         n = max(s.shape[1] for s in scores)
         boxes_t = torch.stack([F.pad(b, (0, 0, 0, n - b.shape[1])) for b in boxes], 1)

@@ -18,15 +18,17 @@ def box_area(boxes: Tensor) -> Tensor:
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """Pairwise IoU, ``[..., N, 4] x [..., M, 4] -> [..., N, M]``; 0 where the union is empty.
+    Not differentiable (it overwrites its temporaries).
 
-    Built one coordinate at a time: each step is one pass over ``[..., N, M]`` planes."""
+    Built one coordinate at a time, each step one pass over ``[..., N, M]`` planes, in place:
+    NMS builds a ``[levels, 300, 300]`` matrix for every frame."""
     ax1, ay1, ax2, ay2 = (t[..., :, None] for t in a.movedim(-1, 0).contiguous())
     bx1, by1, bx2, by2 = (t[..., None, :] for t in b.movedim(-1, 0).contiguous())
-    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
-    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
-    inter = iw * ih
-    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), 0.0)
+    inter = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
+    inter.mul_(torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0))
+    union = (box_area(a)[..., :, None] + box_area(b)[..., None, :]).sub_(inter)
+    # rounding is monotone, so union >= inter >= 0: union is 0 only where inter is, IoU 0
+    return inter.div_(union.clamp_(min=torch.finfo(inter.dtype).tiny))
 
 
 def nms_keep(boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
@@ -48,7 +50,7 @@ def nms_keep(boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float)
     b = boxes.gather(1, order[..., None].expand(g, n, 4)).float()
     ok = valid.gather(1, order)
     # suppress[g, j, i]: box j (ranked before i) suppresses box i if j is kept (never if invalid)
-    suppress = torch.triu(box_iou(b, b) > iou_threshold, diagonal=1).float()
+    suppress = box_iou(b, b).gt_(iou_threshold).triu_(diagonal=1)  # 0/1 in place
     keep = ok
     # counts of 0/1 products, exact in any float type; fp32 saves autocast's casts
     with torch.autocast(boxes.device.type, enabled=False):
@@ -83,9 +85,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
 
 
 def clip_boxes(boxes: Tensor, height: float, width: float) -> Tensor:
-    x = boxes[..., 0::2].clamp(0, width)
-    y = boxes[..., 1::2].clamp(0, height)
-    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
+    """``boxes`` ``[..., 4]`` clamped to the image, ``0 <= x <= width``, ``0 <= y <= height``."""
+    limits = boxes.new_tensor([width, height, width, height])
+    return torch.minimum(boxes.clamp(min=0), limits)
 
 
 def xywh_to_xyxy(boxes: Tensor) -> Tensor:
@@ -129,19 +131,14 @@ class BoxCoder:
         )
 
     def decode(self, deltas: Tensor, reference: Tensor) -> Tensor:
-        """Boxes from ``deltas`` ``[N, 4]`` applied to ``reference`` ``[N, 4]``."""
-        wx, wy, ww, wh = self.weights
+        """Boxes from ``deltas`` ``[N, 4]`` applied to ``reference`` ``[N, 4]``.
+
+        x and y (w and h) as pairs: each op runs once on ``[N, 2]`` where one per coordinate
+        would run twice on ``[N]``, with the same arithmetic (the same bits)."""
         deltas = deltas.to(reference.dtype)
-        rw = reference[:, 2] - reference[:, 0]
-        rh = reference[:, 3] - reference[:, 1]
-        rx = reference[:, 0] + 0.5 * rw
-        ry = reference[:, 1] + 0.5 * rh
-        dx = deltas[:, 0] / wx
-        dy = deltas[:, 1] / wy
-        dw = (deltas[:, 2] / ww).clamp(max=self.clamp)
-        dh = (deltas[:, 3] / wh).clamp(max=self.clamp)
-        cx = dx * rw + rx
-        cy = dy * rh + ry
-        w = torch.exp(dw) * rw
-        h = torch.exp(dh) * rh
-        return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=1)
+        size = reference[:, 2:] - reference[:, :2]
+        centre = reference[:, :2] + 0.5 * size
+        scaled = deltas / deltas.new_tensor(self.weights)
+        centre = scaled[:, :2] * size + centre
+        half = 0.5 * (torch.exp(scaled[:, 2:].clamp(max=self.clamp)) * size)
+        return torch.cat((centre - half, centre + half), dim=1)
