@@ -137,7 +137,7 @@ def whole_frames(seq: SyntheticSequence, inp: InputConfig, device: str) -> tuple
 
     h, w = seq.frames[0].shape[:2]
     region = T.Region(T.fit_scale(w, h, inp), 0.0, 0.0)
-    images = torch.stack([T.prepare_region(f, region, inp) for f in seq.frames]).to(device)
+    images = torch.cat([T.prepare_region(f, region, inp) for f in seq.frames]).to(device)
     x, y, bw, bh = (seq.boxes[0] * region.scale).tolist()
     return images, torch.tensor([[x, y, x + bw, y + bh]], device=device)
 

@@ -4,12 +4,14 @@ with a model whose answers are known."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from siamtfa.config import InputConfig, TrackingConfig
-from siamtfa.data.transforms import Region, crop_resize
+from siamtfa.data.transforms import Region, crop_resize, prepare_region
 from siamtfa.tracking import Tracker
 from siamtfa.tracking.tracker import search_region
 
@@ -57,6 +59,25 @@ def test_crop_resize_is_the_slice_at_unit_scale() -> None:
     ref = 0.2 * (100 + (u + 0.5) / 2 - 0.5) + 0.2 * (50 + (v + 0.5) / 2 - 0.5)
     assert out.shape == (240, 320, 3)
     assert np.abs(out[..., 0] - ref).max() <= 1.0  # the ramp's own rounding to uint8
+
+
+@pytest.mark.parametrize(
+    ("mean", "std"), [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.0,) * 3, (1 / 255,) * 3)]
+)
+def test_prepared_input_is_the_normalised_padded_crop(mean, std) -> None:
+    # against the per-channel arithmetic written out: (pixel / 255 - mean) / std, zero padding
+    cfg = dataclasses.replace(INPUT, mean=mean, std=std)  # ImageNet's; the default's (0..255)
+    rgb = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    region = Region(0.9, 20.0, 10.0)
+    got = prepare_region(rgb, region, cfg)
+    crop = crop_resize(rgb, region, cfg).astype(np.float32)
+    h, w = crop.shape[:2]
+    assert got.shape == (1, 3, 256, 320)  # 240 rows padded to a multiple of 32
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    for c in range(3):
+        expected = (crop[..., c] / np.float32(255.0) - np.float32(mean[c])) / np.float32(std[c])
+        np.testing.assert_array_equal(got[0, c, :h, :w].numpy(), expected)
+    assert got[0, :, h:].eq(0).all() and got[0, :, :, w:].eq(0).all()
 
 
 def test_region_round_trip() -> None:

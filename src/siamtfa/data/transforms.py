@@ -171,6 +171,15 @@ def crop_resize(rgb: np.ndarray, region: Region, cfg: InputConfig) -> np.ndarray
 
 
 def prepare_region(rgb: np.ndarray, region: Region, cfg: InputConfig) -> Tensor:
-    """The network's input ``[3, H', W']`` for ``region`` of ``rgb``: cropped and resized,
-    normalised, padded to ``cfg.size_divisor``."""
-    return pad_to_divisor(normalize(crop_resize(rgb, region, cfg), cfg), cfg.size_divisor)
+    """The network's input, a batch of one ``[1, 3, H', W']`` in channels_last memory, for
+    ``region`` of ``rgb``: cropped and resized, normalised, padded to ``cfg.size_divisor``.
+
+    The values of ``pad_to_divisor(normalize(...))``, bit for bit, computed in place in the
+    padded buffer: one pass per step instead of a copy per layout change."""
+    image = torch.from_numpy(np.array(crop_resize(rgb, region, cfg), dtype=np.uint8))
+    h, w, d = image.shape[0], image.shape[1], cfg.size_divisor
+    out = torch.zeros(1, -(-h // d) * d, -(-w // d) * d, 3)
+    inside = out[0, :h, :w]
+    inside.copy_(image)
+    inside.div_(255.0).sub_(torch.tensor(cfg.mean)).div_(torch.tensor(cfg.std))
+    return out.permute(0, 3, 1, 2)

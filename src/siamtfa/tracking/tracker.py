@@ -231,7 +231,7 @@ class Tracker(BaseTracker):
         h, w = rgb.shape[:2]
         region = self._whole(w, h) if region is None else region
         t = T.prepare_region(rgb, region, self.input_cfg)
-        t = t[None].to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
+        t = t.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         return t, region, (w, h)
 
     def _autocast(self) -> torch.autocast:
