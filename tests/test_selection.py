@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from siamtfa.config import TrackingConfig
-from siamtfa.tracking.selection import is_paper_rule, next_box, select_box, with_appearance
+from siamtfa.tracking.selection import (
+    is_paper_rule,
+    next_box,
+    select_box,
+    voted_box,
+    with_appearance,
+)
+
+from .test_ops import iou_reference
 
 PRIOR = TrackingConfig(
     window_influence=0.4, window_sigma=0.8, window_lead=0.7, scale_penalty=0.3, size_lr=0.6
@@ -114,3 +122,36 @@ def test_appearance_blend_by_hand() -> None:
     # (1 - 0.25) * score + 0.25 * max(similarity, 0)
     blended = with_appearance(np.array([0.8, 0.4, 0.0]), np.array([-0.6, 1.0, 0.5]), 0.25)
     np.testing.assert_allclose(blended, [0.6, 0.55, 0.125])
+
+
+def test_box_voting_by_hand() -> None:
+    # RoIs 0 and 1 overlap with IoU 90 / 110 = 0.82; RoI 2 lies apart
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [50.0, 50.0, 60, 60]])
+    scores = torch.tensor([0.6, 0.2, 0.9])
+    torch.testing.assert_close(voted_box(boxes, scores, 0, 0.8), torch.tensor([0.25, 0, 10.25, 10]))
+    assert torch.equal(voted_box(boxes, scores, 0, 0.9), boxes[0])  # only itself
+    assert torch.equal(voted_box(boxes, scores, 0, 0.0), boxes[0])  # off
+    assert torch.equal(voted_box(boxes, torch.zeros(3), 1, 0.5), boxes[1])  # no weight
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_box_voting_matches_a_loop(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    boxes, scores = random_boxes(40, gen), torch.rand(40, generator=gen, dtype=torch.float64)
+    best, iou_min = int(scores.argmax()), 0.3
+    total, acc = 0.0, [0.0] * 4
+    for b, s in zip(boxes.tolist(), scores.tolist()):
+        if iou_reference(boxes[best].tolist(), b) >= iou_min:
+            total += s
+            acc = [a + s * v for a, v in zip(acc, b)]
+    expected = torch.tensor([a / total for a in acc], dtype=torch.float64)
+    torch.testing.assert_close(voted_box(boxes, scores, best, iou_min), expected)
+
+
+def test_next_box_votes_before_smoothing() -> None:
+    boxes = np.array([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0]])
+    cfg = TrackingConfig(vote_iou=0.5)
+    box, best = next_box(
+        np.array([0.0, 0.0, 10.0, 10.0]), boxes, np.array([0.5, 0.5]), cfg, (64, 64)
+    )
+    assert best == 0 and box.tolist() == [0.5, 0.0, 10.0, 10.0]

@@ -157,6 +157,9 @@ class TrackingConfig:
     window_lead: float = 0.0
     scale_penalty: float = 0.0  # k in exp(-k * (size ratio - 1)) on each RoI score
     size_lr: float = 1.0  # fraction of the size change taken per frame
+    # Box voting: the chosen RoI is replaced by the score-weighted mean of the RoIs that overlap
+    # it with IoU >= vote_iou (itself included), before size_lr. 0: off
+    vote_iou: float = 0.0
     # Each RoI's score becomes (1 - w) x score + w x max(0, cosine similarity of its trunk
     # feature to the first template's; SiamTFA.appearance), before the prior above. 0: off
     appearance_weight: float = 0.0

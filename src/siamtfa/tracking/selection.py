@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from siamtfa.config import TrackingConfig
+from siamtfa.ops import box_iou
 
 
 def is_paper_rule(cfg: TrackingConfig) -> bool:
@@ -71,6 +72,20 @@ def select_box(
     return smoothed_box(boxes[select_index(boxes, scores, previous, cfg, velocity)], previous, cfg)
 
 
+def voted_box(boxes: Tensor, scores: Tensor, best: int, iou_min: float) -> Tensor:
+    """Box voting (Gidaris & Komodakis, ICCV 2015): the mean of the candidates ``boxes [K, 4]``
+    overlapping ``boxes[best]`` with IoU >= ``iou_min``, weighted by their ``scores``; the
+    overlapping RoIs' regressions err differently, so their mean places the box better.
+    ``boxes[best]`` when ``iou_min`` is 0 or the weights sum to 0."""
+    if iou_min <= 0:
+        return boxes[best]
+    weights = scores * (box_iou(boxes[best : best + 1], boxes)[0] >= iou_min)
+    total = weights.sum()
+    if total <= 0:
+        return boxes[best]
+    return (boxes * weights[:, None]).sum(0) / total
+
+
 def smoothed_box(winner: Tensor, previous: Tensor, cfg: TrackingConfig) -> Tensor:
     """``winner``'s centre with a size moved from ``previous``'s by the fraction ``size_lr``."""
     if cfg.size_lr == 1:
@@ -99,9 +114,10 @@ def next_box(
     velocity = None
     if earlier is not None:
         velocity = torch.tensor(_centre(previous) - _centre(earlier), dtype=torch.float32)
-    boxes_t = torch.as_tensor(boxes)
-    best = select_index(boxes_t, torch.as_tensor(scores), prev, cfg, velocity)
-    return clipped_xywh(smoothed_box(boxes_t[best], prev, cfg).tolist(), image_size), best
+    boxes_t, scores_t = torch.as_tensor(boxes), torch.as_tensor(scores)
+    best = select_index(boxes_t, scores_t, prev, cfg, velocity)
+    winner = voted_box(boxes_t, scores_t, best, cfg.vote_iou)
+    return clipped_xywh(smoothed_box(winner, prev, cfg).tolist(), image_size), best
 
 
 def clipped_xywh(xyxy, image_size: tuple[int, int]) -> np.ndarray:
