@@ -74,8 +74,8 @@ def select_box(
 
 def voted_box(boxes: Tensor, scores: Tensor, best: int, iou_min: float) -> Tensor:
     """Box voting (Gidaris & Komodakis, ICCV 2015): the mean of the candidates ``boxes [K, 4]``
-    overlapping ``boxes[best]`` with IoU >= ``iou_min``, weighted by their ``scores``; the
-    overlapping RoIs' regressions err differently, so their mean places the box better.
+    overlapping ``boxes[best]`` with IoU >= ``iou_min``, weighted by their ``scores`` (their
+    regressions err differently; for the shipped default the mean placed the box worse).
     ``boxes[best]`` when ``iou_min`` is 0 or the weights sum to 0."""
     if iou_min <= 0:
         return boxes[best]
