@@ -80,12 +80,15 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     raise ValueError(f"cannot read an image of dtype {arr.dtype}")
 
 
+def _normalize_(pixels: Tensor, cfg: InputConfig) -> Tensor:
+    """``pixels`` ``[..., 3]`` (float, 0..255) normalised in place: ``(p / 255 - mean) / std``."""
+    return pixels.div_(255.0).sub_(torch.tensor(cfg.mean)).div_(torch.tensor(cfg.std))
+
+
 def normalize(rgb: np.ndarray, cfg: InputConfig) -> Tensor:
-    """``[3, H, W]`` float tensor, ImageNet mean/std."""
-    t = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
-    mean = torch.tensor(cfg.mean).view(3, 1, 1)
-    std = torch.tensor(cfg.std).view(3, 1, 1)
-    return (t - mean) / std
+    """``[3, H, W]`` float tensor, ``cfg``'s mean/std."""
+    pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).float()
+    return _normalize_(pixels, cfg).permute(2, 0, 1)
 
 
 def pad_to(t: Tensor, height: int, width: int) -> Tensor:
@@ -94,11 +97,6 @@ def pad_to(t: Tensor, height: int, width: int) -> Tensor:
     h, w = min(height, t.shape[1]), min(width, t.shape[2])
     out[:, :h, :w] = t[:, :h, :w]
     return out
-
-
-def pad_to_divisor(t: Tensor, divisor: int) -> Tensor:
-    h, w = t.shape[-2:]
-    return pad_to(t, -(-h // divisor) * divisor, -(-w // divisor) * divisor)
 
 
 def resize(rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -174,12 +172,10 @@ def prepare_region(rgb: np.ndarray, region: Region, cfg: InputConfig) -> Tensor:
     """The network's input, a batch of one ``[1, 3, H', W']`` in channels_last memory, for
     ``region`` of ``rgb``: cropped and resized, normalised, padded to ``cfg.size_divisor``.
 
-    The values of ``pad_to_divisor(normalize(...))``, bit for bit, computed in place in the
-    padded buffer: one pass per step instead of a copy per layout change."""
+    Normalised in place in the zero-padded buffer (zero: the mean colour), one pass per step
+    instead of a copy per layout change."""
     image = torch.from_numpy(np.array(crop_resize(rgb, region, cfg), dtype=np.uint8))
     h, w, d = image.shape[0], image.shape[1], cfg.size_divisor
     out = torch.zeros(1, -(-h // d) * d, -(-w // d) * d, 3)
-    inside = out[0, :h, :w]
-    inside.copy_(image)
-    inside.div_(255.0).sub_(torch.tensor(cfg.mean)).div_(torch.tensor(cfg.std))
+    _normalize_(out[0, :h, :w].copy_(image), cfg)
     return out.permute(0, 3, 1, 2)
