@@ -61,6 +61,27 @@ def test_crop_resize_is_the_slice_at_unit_scale() -> None:
     assert np.abs(out[..., 0] - ref).max() <= 1.0  # the ramp's own rounding to uint8
 
 
+def test_region_at_the_edge_fits_its_rounded_input() -> None:
+    # 352x288 into 256x192: fit 2/3, input 235 (rounded up from 234.67) x 192. A 20 px target
+    # at the bottom-right corner: scale 2, so the crop spans 235 / 2 = 117.5 frame pixels and
+    # must start at 352 - 117.5 (W * fit / 2 = 117.33 would end past the frame: PIL refused)
+    cfg = InputConfig(max_size=256, min_size=192)
+    fit = 2 / 3
+    r = search_region(np.array([335.0, 270.0, 20.0, 20.0]), (352, 288), fit, ZOOM)
+    assert r == pytest.approx(Region(2.0, 234.5, 192.0))
+    y, x = np.mgrid[0:288, 0:352].astype(float)
+    ramp = np.repeat((0.3 * x + 0.2 * y)[..., None], 3, 2)
+    out = crop_resize(np.round(ramp).astype(np.uint8), r, cfg)
+    v, u = np.mgrid[0:192, 0:235].astype(float)
+    ref = 0.3 * (234.5 + (u + 0.5) / 2 - 0.5) + 0.2 * (192 + (v + 0.5) / 2 - 0.5)
+    assert out.shape == (192, 235, 3)
+    assert np.abs(out[..., 0] - ref).max() <= 1.0
+    # a scale a hair above the fit (40 / 59.95 px = 0.6672 < 235 / 352): 235 input pixels
+    # would span 352.2 frame pixels, more than the frame: the whole frame instead
+    near = search_region(np.array([100.0, 100.0, 59.95, 59.95]), (352, 288), fit, ZOOM)
+    assert near == Region(fit, 0.0, 0.0)
+
+
 @pytest.mark.parametrize(
     ("mean", "std"), [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.0,) * 3, (1 / 255,) * 3)]
 )

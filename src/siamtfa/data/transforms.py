@@ -99,9 +99,14 @@ def pad_to(t: Tensor, height: int, width: int) -> Tensor:
     return out
 
 
+def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """``(W, H)`` of a ``width x height`` frame resized by ``scale``, in whole pixels."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def resize(rgb: np.ndarray, scale: float) -> np.ndarray:
     h, w = rgb.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    size = scaled_size(w, h, scale)
     if size == (w, h):
         return rgb
     return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
@@ -138,19 +143,23 @@ def search_region(
     The region keeps the whole frame's input size (``W * fit`` x ``H * fit`` input pixels) at a
     scale that makes the target measure ``target_size`` input pixels, clamped to
     ``[fit, max(fit, max_upsample)]``; it is centred on the box and shifted to lie inside the
-    frame. With ``target_size = 0`` (or a target already as large) it is the frame.
+    frame. With ``target_size = 0`` (or a target already as large, or so nearly as large that
+    the region's input, in whole pixels, would not fit in the frame) it is the frame.
     """
     width, height = frame_size
     if target_size <= 0:
         return Region(fit, 0.0, 0.0)
     target = float(np.sqrt(max(box[2], 1.0) * max(box[3], 1.0)))
     scale = min(max(target_size / target, fit), max(fit, max_upsample))
-    if scale <= fit:
+    # the crop spans the input size in whole pixels (crop_resize), which rounding can make up to
+    # half an input pixel wider than W * fit: that span, too, must lie inside the frame
+    span_w, span_h = (n / scale for n in scaled_size(width, height, fit))
+    if scale <= fit or span_w > width or span_h > height:
         return Region(fit, 0.0, 0.0)
     crop_w, crop_h = width * fit / scale, height * fit / scale
     cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
-    x0 = float(np.clip(cx - crop_w / 2, 0.0, width - crop_w))
-    y0 = float(np.clip(cy - crop_h / 2, 0.0, height - crop_h))
+    x0 = float(np.clip(cx - crop_w / 2, 0.0, width - max(crop_w, span_w)))
+    y0 = float(np.clip(cy - crop_h / 2, 0.0, height - max(crop_h, span_h)))
     return Region(scale, x0, y0)
 
 
@@ -160,11 +169,12 @@ def crop_resize(rgb: np.ndarray, region: Region, cfg: InputConfig) -> np.ndarray
     and ``scale`` is that fit (exactly ``resize``: the box would differ by the rounding)."""
     h, w = rgb.shape[:2]
     fit = fit_scale(w, h, cfg)
-    size = (max(1, round(w * fit)), max(1, round(h * fit)))
+    size = scaled_size(w, h, fit)
     if region.x0 == 0 and region.y0 == 0 and region.scale == fit:
         return resize(rgb, fit)
     x0, y0 = region.x0, region.y0
-    box = (x0, y0, x0 + size[0] / region.scale, y0 + size[1] / region.scale)
+    # min: a region that search_region fitted to the frame's edge may end past it by a rounding
+    box = (x0, y0, min(x0 + size[0] / region.scale, w), min(y0 + size[1] / region.scale, h))
     return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, box=box))
 
 
