@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from siamtfa.config import InputConfig, TrackingConfig
-from siamtfa.data.transforms import Region, crop_resize, prepare_region
+from siamtfa.data.transforms import (
+    Region,
+    crop_resize,
+    fit_scale,
+    prepare_region,
+    scaled_size,
+)
 from siamtfa.tracking import Tracker
 from siamtfa.tracking.tracker import search_region
 
@@ -80,6 +86,27 @@ def test_region_at_the_edge_fits_its_rounded_input() -> None:
     # would span 352.2 frame pixels, more than the frame: the whole frame instead
     near = search_region(np.array([100.0, 100.0, 59.95, 59.95]), (352, 288), fit, ZOOM)
     assert near == Region(fit, 0.0, 0.0)
+
+
+def test_regions_of_any_frame_and_input_size_lie_inside_the_frame() -> None:
+    # random frame and input sizes, targets anywhere (edges included) and of any size: the
+    # region's whole-pixel input always lies inside the frame, so the crop never fails
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        width, height = (int(n) for n in rng.integers(16, 900, 2))
+        cfg = InputConfig(max_size=int(rng.integers(64, 400)), min_size=int(rng.integers(48, 300)))
+        cfg.min_size = min(cfg.min_size, cfg.max_size)
+        fit = fit_scale(width, height, cfg)
+        side = rng.uniform(1, max(width, height), 2)
+        corner = rng.uniform(-side, (width, height))
+        zoom = TrackingConfig(search_target_size=float(rng.uniform(8, 80)), max_upsample=4.0)
+        r = search_region(np.r_[corner, side], (width, height), fit, zoom)
+        if r != Region(fit, 0.0, 0.0):  # not the whole frame, which is resized, not cropped
+            span_w, span_h = (n / r.scale for n in scaled_size(width, height, fit))
+            assert r.x0 >= 0 and r.y0 >= 0
+            assert r.x0 + span_w <= width + 1e-9 and r.y0 + span_h <= height + 1e-9
+        out = crop_resize(np.zeros((height, width, 3), np.uint8), r, cfg)
+        assert out.shape[:2] == scaled_size(width, height, fit)[::-1]
 
 
 @pytest.mark.parametrize(
