@@ -132,6 +132,10 @@ def test_box_voting_by_hand() -> None:
     assert torch.equal(voted_box(boxes, scores, 0, 0.9), boxes[0])  # only itself
     assert torch.equal(voted_box(boxes, scores, 0, 0.0), boxes[0])  # off
     assert torch.equal(voted_box(boxes, torch.zeros(3), 1, 0.5), boxes[1])  # no weight
+    # IoU exactly at the threshold votes: the lower half of box 0 has IoU 50 / 100 = 0.5
+    halves = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0]])
+    voted = voted_box(halves, torch.tensor([0.6, 0.2]), 0, 0.5)
+    torch.testing.assert_close(voted, torch.tensor([0.0, 0.0, 10.0, 8.75]))  # (6 + 1) / 0.8
 
 
 @pytest.mark.parametrize("seed", range(5))
