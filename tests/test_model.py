@@ -14,7 +14,7 @@ from siamtfa.model import LOSS_KEYS, STRIDES
 from siamtfa.model.adversarial_dropout import AdversarialDropout, kl_from_logits
 from siamtfa.model.anchors import grid_anchors
 from siamtfa.model.rpn import RegionProposalNetwork
-from siamtfa.ops import BoxCoder, xywh_to_xyxy
+from siamtfa.ops import BoxCoder, box_iou, xywh_to_xyxy
 
 from .conftest import small_model
 from .test_ops import nms_reference, roi_align_reference
@@ -391,3 +391,47 @@ def test_roi_features_of_bf16_maps_are_sampled_at_the_exact_boxes() -> None:
     got = head.fused_features(feats, rois, template, clip_len=1)
     want = head.fused_features([f.float() for f in feats], rois, template.float(), clip_len=1)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_iou_class_targets_are_the_overlap_of_the_regressed_box() -> None:
+    from siamtfa.config import AdversarialDropoutConfig, RoIConfig
+    from siamtfa.model.roi_head import RoIHead
+
+    labels = torch.tensor([1, 1, 0])
+    rois = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]])
+    gt = torch.tensor([[0.0, 0, 10, 20], [0, 0, 10, 10], [0, 0, 0, 0]])
+    # weights (10, 10, 5, 5): dx = 1 moves the second box by 1 x its width / 10 = 1 pixel
+    deltas = torch.tensor([[0.0, 0, 0, 0], [1, 0, 0, 0], [3, 3, 3, 3]])
+    binary = RoIHead(RoIConfig(), AdversarialDropoutConfig(), 8, [4])
+    assert torch.equal(binary.cls_targets(labels, deltas, rois, gt), labels)
+    head = RoIHead(RoIConfig(cls_target="iou"), AdversarialDropoutConfig(), 8, [4])
+    got = head.cls_targets(labels, deltas, rois, gt)
+    # [0,0,10,10] vs [0,0,10,20]: 100 / 200; [1,0,11,10] vs [0,0,10,10]: 90 / 110
+    want = torch.tensor([[0.5, 0.5], [20 / 110, 90 / 110], [1.0, 0.0]])
+    torch.testing.assert_close(got, want)
+
+
+def test_iou_class_target_trains_the_score_towards_the_overlap() -> None:
+    from siamtfa.config import AdversarialDropoutConfig, RoIConfig
+    from siamtfa.model.roi_head import RoIHead
+
+    torch.manual_seed(0)
+    cfg = RoIConfig(fc_dim=16, cls_target="iou", batch_size_per_image=8)
+    head = RoIHead(cfg, AdversarialDropoutConfig(enabled=False), 4, [4])
+    feats, template = [torch.randn(1, 4, 16, 16)], torch.randn(1, 4, 7, 7)
+    target = torch.tensor([8.0, 8.0, 40.0, 40.0])
+    proposals = [torch.tensor([[10.0, 10.0, 40.0, 40.0]])]  # IoU 0.879 with the target
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.5)
+    for _ in range(300):
+        loss = head.loss(feats, proposals, template, 1, [target])["rcnn_cls"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        x = head.fused_features(feats, [torch.cat((proposals[0], target[None]))], template, 1)
+        logits, deltas = head.predict(x)
+        regressed = head.coder.decode(deltas, torch.cat((proposals[0], target[None])))
+    # each RoI's score settles at the overlap of its own regressed box, not at 1
+    want = box_iou(regressed, target[None])[:, 0]
+    torch.testing.assert_close(logits.softmax(-1)[:, 1], want, atol=0.02, rtol=0)
+    assert want[0] < 0.9  # the proposal: binary targets would drive its score to 1

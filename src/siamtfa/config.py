@@ -67,6 +67,10 @@ class RoIConfig:
     positive_fraction: float = 0.25
     box_coder_weights: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)
     smooth_l1_beta: float = 1.0
+    # The classifier's target for a foreground RoI: 1 (the paper), or "iou": the IoU of the box
+    # it regresses to with the target (soft cross-entropy; background stays 0), so that the
+    # score ranks the overlapping boxes by how well they will fit
+    cls_target: Literal["binary", "iou"] = "binary"
 
 
 @dataclass

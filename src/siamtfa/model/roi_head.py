@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from siamtfa.config import AdversarialDropoutConfig, RoIConfig
 from siamtfa.model.adversarial_dropout import AdversarialDropout, kl_from_logits
 from siamtfa.model.assign import assign_by_iou, sample_balanced
-from siamtfa.ops import BoxCoder, clip_boxes, multiscale_roi_align
+from siamtfa.ops import BoxCoder, box_iou, clip_boxes, multiscale_roi_align
 
 
 class RoIHead(nn.Module):
@@ -97,6 +97,20 @@ class RoIHead(nn.Module):
                 )
         return out
 
+    def cls_targets(self, labels: Tensor, deltas: Tensor, rois: Tensor, gt: Tensor) -> Tensor:
+        """The classifier's targets for RoIs with ``labels`` (1 foreground, 0 background):
+        the labels (``cls_target "binary"``), or ``[R, 2]`` class probabilities whose foreground
+        share is the IoU of each foreground RoI's regressed box (``deltas`` on ``rois``, not
+        differentiated) with its target box ``gt`` (``"iou"``)."""
+        if self.cfg.cls_target == "binary":
+            return labels
+        fg = labels == 1
+        quality = torch.zeros(len(labels), device=rois.device)
+        with torch.no_grad():
+            regressed = self.coder.decode(deltas[fg].detach().float(), rois[fg])
+            quality[fg] = box_iou(regressed, gt[fg]).diagonal()
+        return torch.stack((1 - quality, quality), 1)
+
     def loss(
         self,
         feats: list[Tensor],
@@ -106,7 +120,7 @@ class RoIHead(nn.Module):
         targets: list[Tensor | None],
     ) -> dict[str, Tensor]:
         cfg = self.cfg
-        rois, labels, reg_targets = [], [], []
+        rois, labels, gt_boxes = [], [], []
         for props, target in zip(proposals, targets):
             cand = props if target is None else torch.cat((props, target[None].to(props.dtype)))
             lab = assign_by_iou(cand, target, cfg.fg_iou, cfg.bg_iou, False)
@@ -114,12 +128,12 @@ class RoIHead(nn.Module):
             idx = torch.cat((pos, neg))
             rois.append(cand[idx])
             labels.append(lab[idx])
-            tgt = torch.zeros(len(idx), 4, device=cand.device)
-            if target is not None and pos.numel():
-                tgt[: pos.numel()] = self.coder.encode(cand[pos], target.expand(pos.numel(), 4))
-            reg_targets.append(tgt)
+            gt = torch.zeros(len(idx), 4, device=cand.device)  # the target of each positive
+            if target is not None:
+                gt[: pos.numel()] = target.float()
+            gt_boxes.append(gt)
         x = self.fused_features(feats, rois, template, clip_len)
-        labels_t, reg_t = torch.cat(labels), torch.cat(reg_targets)
+        labels_t, gt_t, rois_t = torch.cat(labels), torch.cat(gt_boxes), torch.cat(rois).float()
         if self.dropout is not None:
             mask = self.dropout.random_mask(x)
             logits, deltas = self.predict(self.dropout.apply(x, mask))
@@ -127,10 +141,14 @@ class RoIHead(nn.Module):
             logits, deltas = self.predict(x)
         num = max(len(labels_t), 1)
         fg = labels_t == 1
+        reg_t = self.coder.encode(rois_t[fg], gt_t[fg])
         losses = {
-            "rcnn_cls": F.cross_entropy(logits.float(), labels_t, reduction="sum") / num,
+            "rcnn_cls": F.cross_entropy(
+                logits.float(), self.cls_targets(labels_t, deltas, rois_t, gt_t), reduction="sum"
+            )
+            / num,
             "rcnn_reg": F.smooth_l1_loss(
-                deltas[fg].float(), reg_t[fg], beta=cfg.smooth_l1_beta, reduction="sum"
+                deltas[fg].float(), reg_t, beta=cfg.smooth_l1_beta, reduction="sum"
             )
             / num,
         }
