@@ -147,7 +147,13 @@ def test_tracker_maps_template_and_answers_through_the_region() -> None:
         return torch.zeros(len(boxes), 8, 7, 7)
 
     def forward_search(
-        template, images, clip_len=1, stream=None, search_maps=None, appearance=None
+        template,
+        images,
+        clip_len=1,
+        stream=None,
+        search_maps=None,
+        appearance=None,
+        keep_trunk=False,
     ):
         seen["frames"].append(images.shape)
         det = {"box": answer[0], "score": torch.tensor(0.9), "boxes": answer}
@@ -182,7 +188,13 @@ def _scripted_model(
         return torch.zeros(len(boxes), 8, 7, 7)
 
     def forward_search(
-        template, images, clip_len=1, stream=None, search_maps=None, appearance=None
+        template,
+        images,
+        clip_len=1,
+        stream=None,
+        search_maps=None,
+        appearance=None,
+        keep_trunk=False,
     ):
         calls.append(tuple(images.shape[-2:]))
         if stream is not None:
@@ -270,7 +282,13 @@ def _two_box_model(seen: list, passes: list | None = None) -> torch.nn.Module:
         return torch.ones(len(boxes), 5)
 
     def forward_search(
-        template, images, clip_len=1, stream=None, search_maps=None, appearance=None
+        template,
+        images,
+        clip_len=1,
+        stream=None,
+        search_maps=None,
+        appearance=None,
+        keep_trunk=False,
     ):
         seen.append(appearance)
         scores, similarity = passes.pop(0) if passes else ([0.9, 0.3], [0.1, 1.0])

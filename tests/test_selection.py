@@ -11,11 +11,11 @@ import torch
 
 from siamtfa.config import TrackingConfig
 from siamtfa.tracking.selection import (
+    blend,
     is_paper_rule,
     next_box,
     select_box,
     voted_box,
-    with_appearance,
 )
 
 from .test_ops import iou_reference
@@ -120,7 +120,7 @@ def test_next_box_clips_the_answer_to_the_image() -> None:
 
 def test_appearance_blend_by_hand() -> None:
     # (1 - 0.25) * score + 0.25 * max(similarity, 0)
-    blended = with_appearance(np.array([0.8, 0.4, 0.0]), np.array([-0.6, 1.0, 0.5]), 0.25)
+    blended = blend(np.array([0.8, 0.4, 0.0]), np.array([-0.6, 1.0, 0.5]), 0.25)
     np.testing.assert_allclose(blended, [0.6, 0.55, 0.125])
 
 

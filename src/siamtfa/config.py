@@ -167,6 +167,15 @@ class TrackingConfig:
     # Each RoI's score becomes (1 - w) x score + w x max(0, cosine similarity of its trunk
     # feature to the first template's; SiamTFA.appearance), before the prior above. 0: off
     appearance_weight: float = 0.0
+    # Online correlation filter (siamtfa.tracking.correlation_filter): learned on the first
+    # frame's search region from the trunk's stride-16 map, the target against its
+    # surroundings, and updated from each answer. Each RoI's score becomes (1 - w) x score +
+    # w x its response (0..1) at the RoI's centre, before the appearance blend. With a search
+    # region only (the filter keeps the first region's scale). 0: off
+    filter_weight: float = 0.0
+    filter_rate: float = 0.02  # fraction of each answer blended into the filter
+    filter_sigma: float = 0.25  # std of its Gaussian label, in target sides sqrt(w*h)
+    filter_lambda: float = 0.01  # ridge, relative to the first sample's mean energy
     # Search region: 0 searches the whole frame resized to the input (the paper). Otherwise a
     # frame is cropped around the last box and enlarged so that the target's sqrt(w*h) measures
     # about this many input pixels (never less than the whole frame's scale, never more than

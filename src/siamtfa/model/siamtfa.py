@@ -110,9 +110,13 @@ class SiamTFA(nn.Module):
         )
         return F.normalize(x.flatten(1), dim=1)
 
+    def trunk(self, images: Tensor) -> Tensor:
+        """The trunk's stride-16 map of ``images`` (no temporal shift)."""
+        return self.backbone(images, None)[APPEARANCE_LEVEL]
+
     def template_appearance(self, images: Tensor, boxes: Tensor) -> Tensor:
         """:meth:`appearance` of each template box (no temporal shift)."""
-        trunk = self.backbone(images, None)[APPEARANCE_LEVEL]
+        trunk = self.trunk(images)
         idx = torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)
         return self.appearance(trunk, torch.cat((idx[:, None], boxes), 1))
 
@@ -145,12 +149,14 @@ class SiamTFA(nn.Module):
         stream: dict | None = None,
         search_maps: Callable | None = None,
         appearance: Tensor | None = None,
+        keep_trunk: bool = False,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """The search branch on a cached template (see :meth:`forward`); with ``stream`` (one
         frame per call) the temporal shift takes its past from the previous call;
         ``search_maps`` stands in for :meth:`search_maps` (the tracker's compiled copy). At
         inference, ``appearance`` (:meth:`template_appearance`, one per template) adds to each
-        frame's answer the ``"similarity"`` (cosine) of each of its ranked boxes to it."""
+        frame's answer the ``"similarity"`` (cosine) of each of its ranked boxes to it, and
+        ``keep_trunk`` its ``"trunk"``, the frame's ``[C, H, W]`` stride-16 trunk map."""
         _check_images("search_images", search_images)
         if clip_len < 1 or search_images.shape[0] != template.shape[0] * clip_len:
             raise ValueError(
@@ -177,6 +183,9 @@ class SiamTFA(nn.Module):
         if targets is None:
             if appearance is not None:
                 self._add_similarity(detections, trunk, appearance, clip_len)
+            if keep_trunk:
+                for det, frame_trunk in zip(detections, trunk):
+                    det["trunk"] = frame_trunk
             return detections
         losses = {**rpn_losses, **roi_losses}
         losses["loss"] = (

@@ -21,11 +21,12 @@ def is_paper_rule(cfg: TrackingConfig) -> bool:
     return cfg.window_influence == 0 and cfg.scale_penalty == 0 and cfg.size_lr == 1
 
 
-def with_appearance(scores: np.ndarray, similarity: np.ndarray, weight: float) -> np.ndarray:
-    """RoI ``scores`` blended with their appearance ``similarity`` to the template:
-    ``(1 - weight) * scores + weight * max(similarity, 0)``, a score in 0..1 like the RoI's
-    (a dissimilar RoI adds nothing rather than subtracting)."""
-    return (1 - weight) * scores + weight * np.maximum(similarity, 0)
+def blend(scores: np.ndarray, evidence: np.ndarray, weight: float) -> np.ndarray:
+    """RoI ``scores`` blended with other ``evidence`` on each RoI (its appearance similarity to
+    the template, the correlation filter's response): ``(1 - weight) * scores + weight *
+    max(evidence, 0)``, a score in 0..1 like the RoI's (a dissimilar RoI adds nothing rather
+    than subtracting)."""
+    return (1 - weight) * scores + weight * np.maximum(evidence, 0)
 
 
 def select_index(

@@ -36,8 +36,10 @@ from siamtfa.config import Config, InputConfig, TrackingConfig
 from siamtfa.data import transforms as T
 from siamtfa.data.datasets import VideoFrame, read_frame
 from siamtfa.model import SiamTFA, build_model
+from siamtfa.model.siamtfa import APPEARANCE_LEVEL, STRIDES
 from siamtfa.tracking.base import BaseTracker
-from siamtfa.tracking.selection import clipped_xywh, next_box, with_appearance
+from siamtfa.tracking.correlation_filter import CorrelationFilter
+from siamtfa.tracking.selection import blend, clipped_xywh, next_box
 
 MODES = ("online", "clip")
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_mobile.pt"
@@ -138,15 +140,21 @@ def _nth(
 
 
 def _candidates(
-    det: dict[str, Tensor], region: T.Region, appearance_weight: float
+    det: dict[str, Tensor],
+    region: T.Region,
+    appearance_weight: float,
+    response: tuple[np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``det``'s RoIs in image pixels (x1, y1, x2, y2) and their scores, blended with their
-    appearance similarity when ``appearance_weight`` > 0 and ranked again (stable)."""
+    """``det``'s RoIs in image pixels (x1, y1, x2, y2) and their scores, blended with the
+    correlation filter's ``response`` (per RoI, and its weight) when given, then with their
+    appearance similarity when ``appearance_weight`` > 0, and ranked again (stable)."""
     boxes = region.to_image(det["boxes"].float().cpu().numpy())
     scores = det["scores"].float().cpu().numpy()
+    if response is not None:
+        scores = blend(scores, *response)
     if appearance_weight > 0:
-        similarity = det["similarity"].float().cpu().numpy()
-        scores = with_appearance(scores, similarity, appearance_weight)
+        scores = blend(scores, det["similarity"].float().cpu().numpy(), appearance_weight)
+    if response is not None or appearance_weight > 0:
         order = np.argsort(-scores, kind="stable")
         boxes, scores = boxes[order], scores[order]
     return boxes, scores
@@ -207,6 +215,7 @@ class Tracker(BaseTracker):
         self.template: Tensor | None = None
         self.first_template: Tensor | None = None  # the template from init's box
         self.appearance: Tensor | None = None  # its trunk feature (tracking.appearance_weight)
+        self.filter: CorrelationFilter | None = None  # tracking.filter_weight
         self.since_template = 0  # frames answered since the template was last set
         self.stream: dict = {}  # per-block past channels (online mode)
         self.stream_size: tuple[int, ...] = ()
@@ -240,7 +249,11 @@ class Tracker(BaseTracker):
     def _answer(self, det: dict[str, Tensor], region: T.Region, size: tuple[int, int]) -> float:
         """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box.
         Returns the chosen RoI's score (0 when there is none)."""
-        self._ranked = _candidates(det, region, self.tracking.appearance_weight)
+        response = None
+        if self.filter is not None:
+            values = self.filter.at_boxes(det["trunk"], det["boxes"]).numpy()
+            response = values, self.tracking.filter_weight
+        self._ranked = _candidates(det, region, self.tracking.appearance_weight, response)
         previous, score = self.box, 0.0
         if len(self._ranked[0]):
             self.box, best = next_box(previous, *self._ranked, self.tracking, size, self.earlier)
@@ -259,7 +272,8 @@ class Tracker(BaseTracker):
         """Look at the whole frame when the answer in ``region`` scored ``score`` below
         ``tracking.redetect_below`` and ``region`` is not the whole frame already:
         ``search_whole(whole)`` gives the prepared whole frame and its ranked RoIs, and their
-        top RoI (taken as it is) replaces the answer when it scores higher. Returns its score,
+        top RoI (taken as it is; the correlation filter, learned at the region's scale, has no
+        say) replaces the answer when it scores higher. Returns its score,
         the whole frame's region and the prepared frame; None when the answer stays."""
         whole = self._whole(*size)
         if score >= self.tracking.redetect_below or region == whole:
@@ -284,6 +298,7 @@ class Tracker(BaseTracker):
                 stream=stream,
                 search_maps=self.search_maps,
                 appearance=self.appearance,
+                keep_trunk=self.filter is not None,
             )
 
     def _update_template(self, frame: Tensor, region: T.Region, score: float) -> None:
@@ -309,6 +324,19 @@ class Tracker(BaseTracker):
         self.template = torch.lerp(self.first_template, latest, cfg.template_update)
         self.since_template = 0
 
+    def _learn_filter(self, det: dict[str, Tensor], region: T.Region) -> None:
+        """Blend the answer, seen in ``region`` (``det``'s), into the correlation filter
+        (``tracking.filter_rate``), unless its centre left the region's map."""
+        if self.filter is None:
+            return
+        x, y, w, h = self.box
+        (box,) = region.to_input([x, y, x + w, y + h])
+        height, width = det["trunk"].shape[-2:]
+        stride = self.filter.stride
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        if 0 <= cx < width * stride and 0 <= cy < height * stride:
+            self.filter.update(det["trunk"], box, self.tracking.filter_rate)
+
     def ranked(self) -> tuple[np.ndarray, np.ndarray]:
         """The last answered frame's ranked RoIs, in image pixels (``x1, y1, x2, y2``), and
         their scores: what the box was chosen from."""
@@ -330,6 +358,15 @@ class Tracker(BaseTracker):
             self.appearance = None
             if self.tracking.appearance_weight > 0:
                 self.appearance = self.model.template_appearance(frame, xyxy)
+            self.filter = None
+            if self.tracking.filter_weight > 0 and self.tracking.search_target_size > 0:
+                self.filter = CorrelationFilter(
+                    self.model.trunk(frame)[0],
+                    xyxy[0].tolist(),
+                    STRIDES[APPEARANCE_LEVEL],
+                    self.tracking.filter_sigma,
+                    self.tracking.filter_lambda,
+                )
             self.stream, self.stream_size = {}, frame.shape[-2:]
             if self.mode == "online":  # frame 0 fills the shift cache: frame 1's past
                 self.model.backbone(frame, 1, self.stream)
@@ -355,7 +392,9 @@ class Tracker(BaseTracker):
             return whole_frame, self._search(whole_frame, 1, past)[0]
 
         found = self._redetect(score, region, size, search_whole)
-        if found is not None:  # the whole frame's look is the one the stream continues from
+        if found is None:
+            self._learn_filter(det, region)
+        else:  # the whole frame's look is the one the stream continues from
             (score, region, frame), self.stream = found, past
         self._update_template(frame, region, score)
         return self.box.copy()
@@ -398,7 +437,9 @@ class Tracker(BaseTracker):
             found = self._redetect(
                 score, region, (w, h), lambda whole, i=i: _nth(whole_clip(whole), i)
             )
-            if found is not None:
+            if found is None:
+                self._learn_filter(det, region)
+            else:
                 score, where, seen = found
             out.append(self.box.copy())
             if i == len(dets) - 1:  # the next clip's template may change only between clips

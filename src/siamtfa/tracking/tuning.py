@@ -94,8 +94,12 @@ def record(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -
     """Run ``tracker`` (online mode) over each sequence, keeping every frame's ranked RoIs."""
     if tracker.mode != "online":
         raise ValueError("tuning replays online-mode RoIs: use an online tracker")
-    if tracker.tracking.search_target_size or tracker.tracking.template_update:
-        raise ValueError("a search region or template update makes the RoIs depend on the boxes")
+    t = tracker.tracking
+    if t.search_target_size or t.template_update or t.filter_weight:
+        raise ValueError(
+            "a search region, template update or correlation filter makes the RoIs depend on "
+            "the boxes"
+        )
     out = []
     for seq in tqdm(sequences, desc="record RoIs", disable=not progress):
         tracker.init(seq.frames[0], seq.boxes[0])
