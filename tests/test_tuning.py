@@ -290,6 +290,21 @@ def test_the_shipped_grid_reads() -> None:
     assert grid.tracked == [step, *prior]
 
 
+def test_the_filter_grid_reads() -> None:
+    grid = read_grid(Path(__file__).parents[1] / "configs" / "tune_filter.yaml")
+    assert not grid.replay and grid.average == "runs"  # the checkpoint's prior is kept
+    weights, rates = (
+        grid.tracked[0]["tracking.filter_weight"],
+        grid.tracked[0]["tracking.filter_rate"],
+    )
+    assert (weights[0], rates[0]) == (0.0, 0.0)  # the default as shipped is tried first
+    assert len(weights) == len(rates) == 10
+    assert [list(step) for step in grid.tracked[1:]] == [
+        ["tracking.filter_sigma"],
+        ["tracking.window_influence"],
+    ]
+
+
 def _untrained_checkpoint(tmp_path: Path) -> tuple[torch.nn.Module, Path, Path]:
     """A small untrained model saved as a training checkpoint, and where to export it."""
     model = small_model().eval()
