@@ -146,15 +146,7 @@ def test_tracker_maps_template_and_answers_through_the_region() -> None:
         seen["template"].append(boxes.tolist())
         return torch.zeros(len(boxes), 8, 7, 7)
 
-    def forward_search(
-        template,
-        images,
-        clip_len=1,
-        stream=None,
-        search_maps=None,
-        appearance=None,
-        keep_trunk=False,
-    ):
+    def forward_search(template, images, clip_len=1, stream=None, **_):
         seen["frames"].append(images.shape)
         det = {"box": answer[0], "score": torch.tensor(0.9), "boxes": answer}
         return [{**det, "scores": torch.tensor([0.9])}] * images.shape[0]
@@ -187,15 +179,7 @@ def _scripted_model(
             templates.append((tuple(images.shape[-2:]), boxes[0].tolist()))
         return torch.zeros(len(boxes), 8, 7, 7)
 
-    def forward_search(
-        template,
-        images,
-        clip_len=1,
-        stream=None,
-        search_maps=None,
-        appearance=None,
-        keep_trunk=False,
-    ):
+    def forward_search(template, images, clip_len=1, stream=None, **_):
         calls.append(tuple(images.shape[-2:]))
         if stream is not None:
             stream["pass"] = len(calls)
@@ -281,15 +265,7 @@ def _two_box_model(seen: list, passes: list | None = None) -> torch.nn.Module:
         seen.append("template_appearance")
         return torch.ones(len(boxes), 5)
 
-    def forward_search(
-        template,
-        images,
-        clip_len=1,
-        stream=None,
-        search_maps=None,
-        appearance=None,
-        keep_trunk=False,
-    ):
+    def forward_search(template, images, clip_len=1, stream=None, appearance=None, **_):
         seen.append(appearance)
         scores, similarity = passes.pop(0) if passes else ([0.9, 0.3], [0.1, 1.0])
         det = {"box": boxes[0], "score": torch.tensor(scores[0]), "boxes": boxes}
