@@ -153,6 +153,21 @@ def test_filter_weight_ranks_by_the_response(mode: str) -> None:
             assert response[0] > 0.5 and 0 <= response[1] < 0.1
 
 
+def test_answers_are_learned_where_they_were_seen() -> None:
+    seen: list = []
+    cfg = TrackingConfig(
+        search_target_size=40.0, max_upsample=2.0, filter_weight=0.9, filter_rate=1.0
+    )
+    model = _filter_model(seen)
+    tracker = Tracker(model, "online", "cpu", InputConfig(max_size=320, min_size=240), tracking=cfg)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    tracker.init(frame, [300.0, 200.0, 20.0, 20.0])
+    tracker.update(frame)  # answers B: input (172, 100)-(212, 140) in the search frame's map
+    trunk = model.trunk(None).roll(2, dims=-1)[0]
+    learned = CorrelationFilter(trunk, (172.0, 100.0, 212.0, 140.0), STRIDE, 0.25, 0.01)
+    torch.testing.assert_close(tracker.filter.numerator, learned.numerator)
+
+
 def test_filter_needs_a_search_region() -> None:
     seen: list = []
     cfg = TrackingConfig(filter_weight=0.9)  # the whole frame: no filter

@@ -58,6 +58,7 @@ def test_replay_reproduces_the_tracker(sequences) -> None:
     for changes_rois in (
         TrackingConfig(search_target_size=40),
         TrackingConfig(template_update=0.2),
+        TrackingConfig(filter_weight=0.5),
     ):
         with pytest.raises(ValueError, match="depend on the boxes"):
             record(Tracker(model, "online", "cpu", tracking=changes_rois), seqs, False)
