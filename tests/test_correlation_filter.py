@@ -19,6 +19,7 @@ from .conftest import small_model
 
 STRIDE = 16
 BOX = (40.0, 24.0, 72.0, 56.0)  # centre (56, 40) px: cell (3, 2); side 32 px = 2 cells
+INPUT = InputConfig(max_size=320, min_size=240)  # padded to 256x320: a 16x20 map at stride 16
 
 
 def test_hann_window_by_formula() -> None:
@@ -141,7 +142,7 @@ def test_filter_weight_ranks_by_the_response(mode: str) -> None:
             _filter_model(seen),
             mode,
             "cpu",
-            InputConfig(max_size=320, min_size=240),
+            INPUT,
             tracking=cfg,
             clip_len=1,
         )
@@ -159,7 +160,7 @@ def test_answers_are_learned_where_they_were_seen() -> None:
         search_target_size=40.0, max_upsample=2.0, filter_weight=0.9, filter_rate=1.0
     )
     model = _filter_model(seen)
-    tracker = Tracker(model, "online", "cpu", InputConfig(max_size=320, min_size=240), tracking=cfg)
+    tracker = Tracker(model, "online", "cpu", INPUT, tracking=cfg)
     frame = np.zeros((480, 640, 3), np.uint8)
     tracker.init(frame, [300.0, 200.0, 20.0, 20.0])
     tracker.update(frame)  # answers B: input (172, 100)-(212, 140) in the search frame's map
@@ -171,8 +172,6 @@ def test_answers_are_learned_where_they_were_seen() -> None:
 def test_filter_needs_a_search_region() -> None:
     seen: list = []
     cfg = TrackingConfig(filter_weight=0.9)  # the whole frame: no filter
-    tracker = Tracker(
-        _filter_model(seen), "online", "cpu", InputConfig(max_size=320, min_size=240), tracking=cfg
-    )
+    tracker = Tracker(_filter_model(seen), "online", "cpu", INPUT, tracking=cfg)
     tracker.init(np.zeros((240, 320, 3), np.uint8), [50.0, 50.0, 20.0, 20.0])
     assert tracker.filter is None
