@@ -158,6 +158,30 @@ def test_eval_command_with_baseline_and_report(
     assert json.loads((tmp_path / "r" / "report.json").read_text())["kcf"]["overall"]["fps"] > 0
 
 
+def test_eval_tracking_overrides_are_applied_and_filed_apart(
+    tmp_path: Path, val_set: Path, capsys: pytest.CaptureFixture
+) -> None:
+    common = ["eval", "--dataset", "got10k", "--root", str(val_set.parent), "--split", "val"]
+    common += ["--out", str(tmp_path / "r"), "--device", "cpu"]
+    assert main([*common, "--tracking", "filter_weight=0.5", "window_influence=0"]) == 0
+    info = json.loads(
+        (
+            tmp_path / "r" / "siamtfa-online-filter_weight=0.5-window_influence=0.0" / "info.json"
+        ).read_text()
+    )
+    shipped = Tracker().tracking  # the checkpoint's settings, but for the two given
+    assert info["selection"] == {**vars(shipped), "filter_weight": 0.5, "window_influence": 0.0}
+    capsys.readouterr()
+    for bad, message in [
+        (["--tracking", "filter_weigth=0.5"], "tracking.filter_weigth: unknown key"),
+        (["--tracking", "filter_weight"], "--tracking filter_weight: expected KEY=VALUE"),
+        (["--tracking", "filter_weight=x"], "tracking.filter_weight: expected a number"),
+        (["--tracker", "kcf", "--tracking", "size_lr=1"], "not kcf's"),
+    ]:
+        assert main([*common, *bad]) == 2
+        assert message in capsys.readouterr().err
+
+
 def write_video(path: Path, frames: list[np.ndarray]) -> None:
     import cv2
 

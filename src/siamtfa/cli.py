@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import shutil
@@ -73,6 +74,9 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
     device, precision = options.device, options.precision
     channels_last, paper_rule = options.channels_last, options.paper_rule
     compiled = options.compile
+    overrides = _tracking_overrides(options.tracking)
+    if overrides and kind != "siamtfa":
+        raise ValueError(f"--tracking sets siamtfa's tracking settings, not {kind}'s")
 
     if kind in ("csrt", "kcf"):
         return OpenCVTracker(kind), kind, {"tracker": kind}
@@ -104,6 +108,7 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
         tracking=config.TrackingConfig() if paper_rule else None,
         compile=compiled,
     )
+    tracker.tracking = dataclasses.replace(tracker.tracking, **overrides)
     info = {
         "tracker": "siamtfa",
         "mode": mode,
@@ -116,7 +121,23 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
         "compile": compiled,
         "selection": vars(tracker.tracking),  # all defaults: the paper's top-scoring RoI
     }
-    return tracker, f"siamtfa-{mode}" + ("-paper-rule" if paper_rule else ""), info
+    name = f"siamtfa-{mode}" + ("-paper-rule" if paper_rule else "")
+    return tracker, name + "".join(f"-{k}={v}" for k, v in overrides.items()), info
+
+
+def _tracking_overrides(pairs: list[str]) -> dict:
+    """``--tracking KEY=VALUE ...`` as ``TrackingConfig`` fields, checked by the config's rules
+    (a ``ValueError`` names a malformed pair or an unknown key)."""
+    import yaml
+
+    raw = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--tracking {pair}: expected KEY=VALUE, e.g. filter_weight=0.5")
+        raw[key] = yaml.safe_load(value)
+    checked = config.merge(config.Config(), {"tracking": raw}).tracking
+    return {key: getattr(checked, key) for key in raw}
 
 
 def _read_sequences(dataset: str, root: str, split: str | None):
@@ -490,6 +511,14 @@ def _tracker_options(p: argparse.ArgumentParser) -> None:
         "--paper-rule",
         action="store_true",
         help="answer with the top-scoring RoI, ignoring the checkpoint's motion/size prior",
+    )
+    p.add_argument(
+        "--tracking",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the checkpoint's tracking settings (docs/tracking.md), e.g. "
+        "filter_weight=0.5; results are filed under a name that lists them",
     )
 
 
