@@ -74,7 +74,7 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
     device, precision = options.device, options.precision
     channels_last, paper_rule = options.channels_last, options.paper_rule
     compiled = options.compile
-    overrides = _tracking_overrides(options.tracking)
+    overrides = _tracking_overrides(options.tracking or [])
     if overrides and kind != "siamtfa":
         raise ValueError(f"--tracking sets siamtfa's tracking settings, not {kind}'s")
 
@@ -515,7 +515,6 @@ def _tracker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tracking",
         nargs="+",
-        default=[],
         metavar="KEY=VALUE",
         help="override the checkpoint's tracking settings (docs/tracking.md), e.g. "
         "filter_weight=0.5; results are filed under a name that lists them",
