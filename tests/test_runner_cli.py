@@ -106,6 +106,15 @@ def test_fps_comes_from_one_run_never_pooled(tmp_path: Path, val_set: Path) -> N
     )
 
 
+def test_table_columns_stay_aligned_for_long_names() -> None:
+    overall = {"ao": 0.5, "sr50": 0.6, "sr75": 0.3, "auc": 0.5, "precision20": 0.7, "fps": 30.0}
+    long_name = "siamtfa-online-filter_weight=0.5-filter_rate=0.0"
+    table = format_table({"kcf": {"overall": overall}, long_name: {"overall": overall}})
+    header, *rows = table.splitlines()
+    ends = {line.index("0.500") + 5 for line in rows} | {header.index("AO") + 2}
+    assert len(ends) == 1 and len(rows) == 2  # AO right-aligned in one column under its header
+
+
 def test_resume_refuses_results_of_other_settings(tmp_path: Path, val_set: Path) -> None:
     seqs = read_got10k(val_set)[:1]
     info = {"checkpoint": "a.pt", "mode": "online", "device": "cpu"}

@@ -198,14 +198,16 @@ def report(out: str | Path, sequences: list[Sequence], layout: str, title: str =
 def format_table(results: dict) -> str:
     """The overall metrics, best AO first; a note under it for FPS taken from one of several
     runs."""
+    width = max([20, *map(len, results)])  # long names (--tracking settings) stay aligned
     lines = [
-        f"{'tracker':<20} {'AO':>6} {'SR0.5':>6} {'SR0.75':>6} {'AUC':>6} {'Prec20':>6} {'FPS':>7}"
+        f"{'tracker':<{width}} {'AO':>6} {'SR0.5':>6} {'SR0.75':>6} {'AUC':>6} {'Prec20':>6} "
+        f"{'FPS':>7}"
     ]
     ranked = sorted(results.items(), key=lambda kv: -kv[1]["overall"]["ao"])
     for name, r in ranked:
         o = r["overall"]
         lines.append(
-            f"{name:<20} {o['ao']:6.3f} {o['sr50']:6.3f} {o['sr75']:6.3f} "
+            f"{name:<{width}} {o['ao']:6.3f} {o['sr50']:6.3f} {o['sr75']:6.3f} "
             f"{o['auc']:6.3f} {o['precision20']:6.3f} {o['fps']:7.1f}"
         )
     for name, r in ranked:
