@@ -64,12 +64,17 @@ class CorrelationFilter:
 
     def _terms(self, features: Tensor, box: tuple[float, ...]) -> tuple[Tensor, Tensor]:
         """One sample's numerator ``conj(X) Y`` ``[C, H, W]`` and energy ``sum |X|^2``."""
-        spectrum = torch.fft.fft2(features.float() * self.window)
+        spectrum = self._spectrum(features)
         x1, y1, x2, y2 = box
         side = math.sqrt(max(x2 - x1, 1.0) * max(y2 - y1, 1.0)) / self.stride
         centre = box_cells(box, self.stride).tolist()
         label = gaussian_label(*features.shape[-2:], centre, self.sigma * side)
         return spectrum.conj() * torch.fft.fft2(label), (spectrum.abs() ** 2).sum(0)
+
+    def _spectrum(self, features: Tensor) -> Tensor:
+        """FFT of the windowed ``features``, on the CPU in float32 wherever the map was made
+        (a 16x20 map: a GPU round trip would cost more than the FFT)."""
+        return torch.fft.fft2(features.detach().float().cpu() * self.window)
 
     def update(self, features: Tensor, box: tuple[float, ...], rate: float) -> None:
         """Blend in the sample ``features`` with the target at ``box``: ``(1 - rate)`` of the
@@ -84,7 +89,7 @@ class CorrelationFilter:
     def response(self, features: Tensor) -> Tensor:
         """``[H, W]`` correlation response of ``features`` ``[C, H, W]`` (the label's scale:
         about 1 at a centre like the learned target's)."""
-        spectrum = torch.fft.fft2(features.float() * self.window)
+        spectrum = self._spectrum(features)
         product = (self.numerator * spectrum).sum(0) / (self.energy + self.ridge)
         return torch.fft.ifft2(product).real
 
@@ -100,7 +105,7 @@ class CorrelationFilter:
             [cells[:, 0] * 2 / max(width - 1, 1) - 1, cells[:, 1] * 2 / max(height - 1, 1) - 1],
             dim=-1,
         )
-        response = self.response(features.cpu())[None, None]
+        response = self.response(features)[None, None]
         values = F.grid_sample(
             response, grid[None, None], align_corners=True, padding_mode="border"
         )
