@@ -409,6 +409,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     source = load_checkpoint(args.checkpoint)
     model, cfg = model_from_state(source, args.checkpoint)  # the weights must fit the config
+    if args.head:
+        from siamtfa.model.convert import nanotrack_head
+
+        cfg.model.correlation_head = True
+        state = {
+            **model.state_dict(),
+            **{f"head.{k}": v for k, v in nanotrack_head(args.head).items()},
+        }
+        model = build_model(cfg)  # raises unless the backbone is NanoTrack's
+        model.load_state_dict(state)
     weights = {
         k: v.half() if v.is_floating_point() and not args.fp32 else v
         for k, v in model.state_dict().items()
@@ -713,6 +723,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="checkpoint (tuned, or best.pt / last.pt)")
     p.add_argument("out", help="where to write it")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.add_argument(
+        "--head",
+        metavar="ONNX",
+        help="add NanoTrack v2's correlation head, converted from this file "
+        "(nanotrack_head_sim_v2.onnx), for tracking.head_weight; a mobile model only",
+    )
     p.set_defaults(func=cmd_export)
 
 

@@ -90,6 +90,9 @@ class ModelConfig:
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi: RoIConfig = field(default_factory=RoIConfig)
     adversarial_dropout: AdversarialDropoutConfig = field(default_factory=AdversarialDropoutConfig)
+    # NanoTrack's pretrained correlation head on the trunk's stride-16 map (backbone "mobile"
+    # only), for TrackingConfig.head_weight; its weights come with `siamtfa export --head`
+    correlation_head: bool = False
 
 
 @dataclass
@@ -176,6 +179,11 @@ class TrackingConfig:
     filter_rate: float = 0.02  # fraction of each answer blended into the filter
     filter_sigma: float = 0.25  # std of its Gaussian label, in target sides sqrt(w*h)
     filter_lambda: float = 0.01  # ridge, relative to the first sample's mean energy
+    # A second look by the model's correlation head (siamtfa.tracking.head_look), on NanoTrack's
+    # crop around the last box: its boxes join the RoIs, and each candidate's score becomes
+    # (1 - w) x SiamTFA's evidence + w x the head's (selection.fuse), after the blends above.
+    # Needs a model with model.correlation_head. 0: off
+    head_weight: float = 0.0
     # Search region: 0 searches the whole frame resized to the input (the paper). Otherwise a
     # frame is cropped around the last box and enlarged so that the target's sqrt(w*h) measures
     # about this many input pixels (never less than the whole frame's scale, never more than

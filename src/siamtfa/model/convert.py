@@ -1,6 +1,7 @@
 """Pretrained backbones converted into the project's backbone family, read with small
 dependencies only: NanoTrack's ONNX backbone (``onnx``) into :class:`MobileNetV3`, NanoDet's
-TensorFlow.js graph (json and numpy) into :class:`CSPNet`.
+TensorFlow.js graph (json and numpy) into :class:`CSPNet`; and NanoTrack's ONNX head into
+:class:`CorrelationHead`.
 
 A converted state dict expects what the project feeds every backbone, RGB frames scaled by
 ``InputConfig`` (``mobile`` keeps NanoTrack's 0..255 range; NanoDet's mean and std are
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from siamtfa.model.correlation_head import CorrelationHead
 from siamtfa.model.csp import CSPNet
 from siamtfa.model.mobilenet import PRETRAINED_BLOCKS, MobileNetV3
 
@@ -95,6 +97,35 @@ def nanotrack_backbone(path: str | Path) -> dict[str, torch.Tensor]:
         state[f"features.{key}.weight"] = torch.from_numpy(np.array(node["weight"], np.float32))
         state[f"features.{key}.bias"] = torch.from_numpy(np.array(node["bias"], np.float32))
     state["features.0.0.weight"] = state["features.0.0.weight"].flip(1)  # BGR -> RGB input
+    return state
+
+
+def nanotrack_head(path: str | Path) -> dict[str, torch.Tensor]:
+    """:class:`CorrelationHead`'s state from NanoTrack v2's ONNX head (``neckhead``): its
+    convolutions in graph order, each checked against the module it fills (shape, stride,
+    groups, padding, bias)."""
+    path = Path(path)
+    convs, gemms = _onnx_layers(path)
+    head = CorrelationHead()
+    keys = head.onnx_order()
+    if len(convs) != len(keys) or gemms:
+        raise ValueError(
+            f"{path}: {len(convs)} Conv and {len(gemms)} Gemm nodes; NanoTrack v2's head has "
+            f"{len(keys)} and 0"
+        )
+    state = {}
+    for key, node in zip(keys, convs):
+        module = head.get_submodule(key)
+        _check_conv(node, module, path, key)
+        shape = getattr(node["weight"], "shape", None)
+        if shape != tuple(module.weight.shape) or (node["bias"] is None) != (module.bias is None):
+            raise ValueError(
+                f"{path}: {node['name']} has weights {shape}, {key} needs "
+                f"{tuple(module.weight.shape)} {'and a bias' if module.bias is not None else ''}"
+            )
+        state[f"{key}.weight"] = torch.from_numpy(np.array(node["weight"], np.float32))
+        if module.bias is not None:
+            state[f"{key}.bias"] = torch.from_numpy(np.array(node["bias"], np.float32))
     return state
 
 

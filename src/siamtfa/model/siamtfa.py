@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from siamtfa.config import ModelConfig
 from siamtfa.model.backbone import ResNet
+from siamtfa.model.correlation_head import CorrelationHead
 from siamtfa.model.csp import CSPNet
 from siamtfa.model.fpn import FPN
 from siamtfa.model.mobilenet import MobileNetV3
@@ -62,6 +63,14 @@ class SiamTFA(nn.Module):
         self.modulator = Modulator(cfg.fpn_channels, len(STRIDES), cfg.rpn.modulation_proj)
         self.rpn = RegionProposalNetwork(cfg.rpn, cfg.fpn_channels, STRIDES)
         self.roi_head = RoIHead(cfg.roi, cfg.adversarial_dropout, cfg.fpn_channels, STRIDES[:4])
+        self.head: CorrelationHead | None = None  # on the trunk, for tracking (not trained)
+        if cfg.correlation_head:
+            if bb.arch != "mobilenet_v3":
+                raise ValueError(
+                    "model.correlation_head needs backbone arch 'mobilenet_v3' (NanoTrack's "
+                    f"trunk), not {bb.arch!r}"
+                )
+            self.head = CorrelationHead().requires_grad_(False)
 
     def pyramid(
         self, images: Tensor, clip_len: int | None, stream: dict | None = None

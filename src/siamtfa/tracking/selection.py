@@ -29,6 +29,36 @@ def blend(scores: np.ndarray, evidence: np.ndarray, weight: float) -> np.ndarray
     return (1 - weight) * scores + weight * np.maximum(evidence, 0)
 
 
+def agreement(boxes: np.ndarray, others: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each of ``boxes [K, 4]``'s agreement with ``others [N, 4]`` scored ``scores [N]`` (all
+    ``x1, y1, x2, y2`` in one frame's pixels): the largest ``score * IoU``, ``[K]``."""
+    if not len(boxes) or not len(others):
+        return np.zeros(len(boxes))
+    iou = box_iou(torch.as_tensor(boxes, dtype=torch.float64), torch.as_tensor(others))
+    return (iou * torch.as_tensor(scores, dtype=torch.float64)[None]).amax(1).numpy()
+
+
+def fuse(
+    rois: np.ndarray,
+    roi_scores: np.ndarray,
+    head_boxes: np.ndarray,
+    head_probs: np.ndarray,
+    weight: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """SiamTFA's RoIs and the correlation head's boxes as one candidate list, ranked (stable,
+    RoIs first on ties). Each candidate scores ``(1 - weight) * SiamTFA's evidence + weight *
+    the head's``: a RoI its own score and its :func:`agreement` with the head's boxes, a head
+    box its agreement with the RoIs and its own probability."""
+    scores = np.concatenate(
+        [
+            (1 - weight) * roi_scores + weight * agreement(rois, head_boxes, head_probs),
+            (1 - weight) * agreement(head_boxes, rois, roi_scores) + weight * head_probs,
+        ]
+    )
+    order = np.argsort(-scores, kind="stable")
+    return np.concatenate([rois, head_boxes]).reshape(-1, 4)[order], scores[order]
+
+
 def select_index(
     boxes: Tensor,
     scores: Tensor,

@@ -11,9 +11,11 @@ Modes:
   and throughput): a box may depend on up to T-1 future frames. Only ``track`` supports it.
 
 The answer is the top-scoring RoI (the paper), or the RoI a checkpoint's ``tracking`` prior
-prefers (``siamtfa.tracking.selection``). The network sees the whole frame (the paper) or,
-with ``tracking.search_target_size``, a region around the last box enlarged so that a small
-target reaches the sizes it was trained on (``search_region``). Boxes are ``[x, y, w, h]``,
+prefers (``siamtfa.tracking.selection``), or, with ``tracking.head_weight``, the candidate it
+prefers among the RoIs and the boxes of NanoTrack's correlation head (``head_look``). The
+network sees the whole frame (the paper) or, with ``tracking.search_target_size``, a region
+around the last box enlarged so that a small target reaches the sizes it was trained on
+(``search_region``). Boxes are ``[x, y, w, h]``,
 0-based, in the image's pixels; images are RGB (PIL or numpy), grayscale accepted.
 """
 
@@ -39,7 +41,8 @@ from siamtfa.model import SiamTFA, build_model
 from siamtfa.model.siamtfa import APPEARANCE_LEVEL, STRIDES
 from siamtfa.tracking.base import BaseTracker
 from siamtfa.tracking.correlation_filter import CorrelationFilter
-from siamtfa.tracking.selection import blend, clipped_xywh, next_box
+from siamtfa.tracking.head_look import HeadLook
+from siamtfa.tracking.selection import blend, clipped_xywh, fuse, next_box
 
 MODES = ("online", "clip")
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "siamtfa_mobile.pt"
@@ -216,6 +219,7 @@ class Tracker(BaseTracker):
         self.first_template: Tensor | None = None  # the template from init's box
         self.appearance: Tensor | None = None  # its trunk feature (tracking.appearance_weight)
         self.filter: CorrelationFilter | None = None  # tracking.filter_weight
+        self.look: HeadLook | None = None  # tracking.head_weight
         self.since_template = 0  # frames answered since the template was last set
         self.stream: dict = {}  # per-block past channels (online mode)
         self.stream_size: tuple[int, ...] = ()
@@ -243,17 +247,29 @@ class Tracker(BaseTracker):
         t = t.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         return t, region, (w, h)
 
+    def _normalise(self, crop: np.ndarray) -> Tensor:
+        """An RGB crop ``[S, S, 3]`` as the network's input ``[1, 3, S, S]``."""
+        t = T.normalize(crop, self.input_cfg)[None].to(self.device, self.dtype)
+        return t.contiguous(memory_format=self.memory_format)
+
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def _answer(self, det: dict[str, Tensor], region: T.Region, size: tuple[int, int]) -> float:
-        """Pick the box among ``det``'s ranked RoIs (``self.tracking``); none: keep the box.
-        Returns the chosen RoI's score (0 when there is none)."""
+    def _answer(
+        self, det: dict[str, Tensor], region: T.Region, size: tuple[int, int], rgb: np.ndarray
+    ) -> float:
+        """Pick the box among ``det``'s ranked RoIs, with the correlation head's boxes in
+        ``rgb`` when it looks (``self.tracking``); none: keep the box. Returns the chosen
+        candidate's score (0 when there is none)."""
         response = None
         if self.filter is not None:
             values = self.filter.at_boxes(det["trunk"], det["boxes"]).numpy()
             response = values, self.tracking.filter_weight
         self._ranked = _candidates(det, region, self.tracking.appearance_weight, response)
+        if self.look is not None:
+            with self._autocast():
+                head = self.look.look(rgb, self.box)
+            self._ranked = fuse(*self._ranked, *head, self.tracking.head_weight)
         previous, score = self.box, 0.0
         if len(self._ranked[0]):
             self.box, best = next_box(previous, *self._ranked, self.tracking, size, self.earlier)
@@ -272,8 +288,8 @@ class Tracker(BaseTracker):
         """Look at the whole frame when the answer in ``region`` scored ``score`` below
         ``tracking.redetect_below`` and ``region`` is not the whole frame already:
         ``search_whole(whole)`` gives the prepared whole frame and its ranked RoIs, and their
-        top RoI (taken as it is; the correlation filter, learned at the region's scale, has no
-        say) replaces the answer when it scores higher. Returns its score,
+        top RoI (taken as it is; the correlation filter, learned at the region's scale, and the
+        correlation head have no say) replaces the answer when it scores higher. Returns its score,
         the whole frame's region and the prepared frame; None when the answer stays."""
         whole = self._whole(*size)
         if score >= self.tracking.redetect_below or region == whole:
@@ -337,6 +353,20 @@ class Tracker(BaseTracker):
         if 0 <= cx < width * stride and 0 <= cy < height * stride:
             self.filter.update(det["trunk"], box, self.tracking.filter_rate)
 
+    def _head_look(self, rgb: np.ndarray, box: np.ndarray) -> HeadLook | None:
+        """The correlation head's look, its template taken at ``box`` in ``rgb``, when
+        ``tracking.head_weight`` asks for one; None otherwise."""
+        if self.tracking.head_weight <= 0:
+            return None
+        if self.model.head is None:
+            raise ValueError(
+                "tracking.head_weight needs a model with a correlation head "
+                "(model.correlation_head; siamtfa export --head)"
+            )
+        look = HeadLook(self.model.trunk, self.model.head, self._normalise)
+        look.init(rgb, box)
+        return look
+
     def ranked(self) -> tuple[np.ndarray, np.ndarray]:
         """The last answered frame's ranked RoIs, in image pixels (``x1, y1, x2, y2``), and
         their scores: what the box was chosen from."""
@@ -358,6 +388,7 @@ class Tracker(BaseTracker):
             self.appearance = None
             if self.tracking.appearance_weight > 0:
                 self.appearance = self.model.template_appearance(frame, xyxy)
+            self.look = self._head_look(rgb, box)
             self.filter = None
             if self.tracking.filter_weight > 0 and self.tracking.search_target_size > 0:
                 self.filter = CorrelationFilter(
@@ -385,7 +416,7 @@ class Tracker(BaseTracker):
             self.stream, self.stream_size = {}, frame.shape[-2:]  # size changed: no valid past
         past = dict(self.stream)  # the shift's past, for a second look at this frame
         det = self._search(frame, 1, self.stream)[0]
-        score = self._answer(det, region, size)
+        score = self._answer(det, region, size, rgb)
 
         def search_whole(whole: T.Region) -> tuple[Tensor, dict[str, Tensor]]:
             whole_frame = self._prepare(rgb, whole)[0]
@@ -433,7 +464,11 @@ class Tracker(BaseTracker):
 
         out = []
         for i, det in enumerate(dets):
-            score, seen, where = self._answer(det, region, (w, h)), frames[i : i + 1], region
+            score, seen, where = (
+                self._answer(det, region, (w, h), rgbs[i]),
+                frames[i : i + 1],
+                region,
+            )
             found = self._redetect(
                 score, region, (w, h), lambda whole, i=i: _nth(whole_clip(whole), i)
             )

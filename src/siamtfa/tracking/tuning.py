@@ -95,10 +95,10 @@ def record(tracker: Tracker, sequences: list[Sequence], progress: bool = True) -
     if tracker.mode != "online":
         raise ValueError("tuning replays online-mode RoIs: use an online tracker")
     t = tracker.tracking
-    if t.search_target_size or t.template_update or t.filter_weight:
+    if t.search_target_size or t.template_update or t.filter_weight or t.head_weight:
         raise ValueError(
-            "a search region, template update or correlation filter makes the RoIs depend on "
-            "the boxes"
+            "a search region, template update, correlation filter or head look makes the "
+            "candidates depend on the boxes"
         )
     out = []
     for seq in tqdm(sequences, desc="record RoIs", disable=not progress):
