@@ -167,24 +167,24 @@ def network_speed(
 
 
 def ceiling(checkpoint: str | None) -> dict[str, float]:
-    """What this device allows: the network's (``checkpoint``'s, else ``lite``'s) GFLOP per
+    """What this device allows: the network's (``checkpoint``'s, else the default's) GFLOP per
     640x480 frame at the fast rows' input (torch's FlopCounterMode: convolutions and matrix
     products, 2 per multiply-add; RoIs as NMS leaves them on a rendered frame) and the GFLOP/s
     of a large matrix product in fp32 and bf16, the rate that convolutions and FCs approach at
     best."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from siamtfa import build_model
-    from siamtfa.config import InputConfig, preset
+    from siamtfa.config import InputConfig
     from siamtfa.data.synthetic import render_sequence
     from siamtfa.tracking import load_model
+    from siamtfa.tracking.tracker import default_tracker_source
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if checkpoint:
-        model = load_model(checkpoint, device)[0]
+    source = checkpoint or default_tracker_source()[0]
+    if isinstance(source, torch.nn.Module):  # no shipped checkpoint: an untrained lite
+        model = source.to(device)
     else:
-        torch.manual_seed(0)
-        model = build_model(preset("lite")).to(device).eval()
+        model = load_model(source, device)[0]
     seq = render_sequence(4242, 0, 2, size=(640, 480))
     images, box = whole_frames(seq, InputConfig(max_size=S320[0], min_size=S320[1]), device)
     with torch.inference_mode():
