@@ -38,7 +38,7 @@ def square_crop(rgb: np.ndarray, cx: float, cy: float, side: float, size: int) -
     shift_x = (0.5 / scale - 0.5 + cx - side / 2) * scale
     shift_y = (0.5 / scale - 0.5 + cy - side / 2) * scale
     matrix = np.array([[scale, 0, -shift_x], [0, scale, -shift_y]], np.float64)
-    mean = tuple(float(v) for v in rgb.reshape(-1, rgb.shape[-1]).mean(0))
+    mean = cv2.mean(rgb)[: rgb.shape[-1]]  # per channel, in float64
     return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=mean)
 
 
