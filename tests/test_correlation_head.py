@@ -170,3 +170,21 @@ def test_export_attaches_the_converted_head(tmp_path: Path) -> None:
     assert loaded.model.correlation_head
     for key, value in nanotrack_head(HEAD_ONNX).items():  # stored in fp16
         torch.testing.assert_close(model.head.state_dict()[key], value, rtol=1e-3, atol=1e-3)
+
+
+def test_head_look_maps_a_clipped_box_and_agreement_mixes_dtypes() -> None:
+    from siamtfa.tracking.head_look import HeadLook
+
+    def normalise(crop: np.ndarray) -> Tensor:
+        return torch.from_numpy(crop).permute(2, 0, 1)[None].float()
+
+    look = HeadLook(lambda x: x[:, :1, ::16, ::16], _SureHead(), normalise)
+    frame = np.zeros((100, 100, 3), np.uint8)
+    look.init(frame, np.array([10.0, 10.0, 20.0, 20.0]))
+    boxes, probs = look.look(frame, np.array([100.0, 100.0, 0.0, 0.0]))  # clipped to nothing
+    assert np.isfinite(boxes).all() and probs.argmax() == 136
+    # a side of 2 x context_side(1, 1) = 4 pixels from (98, 98): crop pixel u is image pixel
+    # (u + 0.5) * 4 / 255 - 0.5 + 98, and the sure box spans u = 127 - 51 .. 127 + 51
+    np.testing.assert_allclose(boxes[136], [98.7, 98.7, 100.3, 100.3], atol=1e-9)
+    got = agreement(np.array([[0.0, 0, 10, 10]]), np.array([[0.0, 0, 10, 5]], np.float32), [1.0])
+    np.testing.assert_allclose(got, [0.5])

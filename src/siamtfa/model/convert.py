@@ -119,9 +119,10 @@ def nanotrack_head(path: str | Path) -> dict[str, torch.Tensor]:
         _check_conv(node, module, path, key)
         shape = getattr(node["weight"], "shape", None)
         if shape != tuple(module.weight.shape) or (node["bias"] is None) != (module.bias is None):
+            bias = " and a bias" if module.bias is not None else ", no bias"
             raise ValueError(
                 f"{path}: {node['name']} has weights {shape}, {key} needs "
-                f"{tuple(module.weight.shape)} {'and a bias' if module.bias is not None else ''}"
+                f"{tuple(module.weight.shape)}{bias}"
             )
         state[f"{key}.weight"] = torch.from_numpy(np.array(node["weight"], np.float32))
         if module.bias is not None:

@@ -6,7 +6,7 @@ cell; a squeeze-excite weights them; towers of depthwise-separable convolutions 
 predict, per search cell, two class logits (background, target) and the distances from the
 cell's centre to the target's left, top, right and bottom edges, in search-crop pixels (an
 exponential keeps them positive). ``siamtfa.model.convert.nanotrack_head`` fills it from
-NanoTrack's ONNX head; ``siamtfa.tracking.nano_head`` uses it in tracking.
+NanoTrack's ONNX head; ``siamtfa.tracking.head_look`` uses it in tracking.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class CorrelationHead(nn.Module):
         distances = torch.exp(self.box_pred(self.box_tower(self.corr_box(template, search))))
         return logits, distances
 
-    # the ONNX graph's convolution order (siamtfa.model.convert.nanotrack_head)
     def onnx_order(self) -> list[str]:
+        """The convolutions' names in the ONNX graph's order (``convert.nanotrack_head``)."""
         corr = ["template", "search", "fc1", "fc2"]
         tower = [f"{i}" for i in range(len(self.cls_tower)) if i % 3 != 2]
         return [

@@ -5,8 +5,8 @@ card); NanoTrack's head was trained on large tracking datasets on the very trunk
 model shares. :class:`HeadLook` runs that trunk and head on NanoTrack's own crops (a square
 around the target with half its perimeter as context: 127 pixels for the template, twice that
 side at 255 pixels for the search) and returns the head's boxes and target probabilities in
-image pixels; ``TrackingConfig.head_weight`` blends each RoI's agreement with them
-(:func:`siamtfa.tracking.selection.fuse`) into its score.
+image pixels; with ``TrackingConfig.head_weight`` they join the RoIs under one fused score
+(:func:`siamtfa.tracking.selection.fuse`).
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class HeadLook:
         if self.template is None:
             raise RuntimeError("HeadLook.init first")
         x, y, w, h = box
-        cx, cy, side = x + w / 2, y + h / 2, 2 * context_side(w, h)
+        # a box clipped to nothing at the frame's edge still gets a crop
+        cx, cy, side = x + w / 2, y + h / 2, 2 * context_side(max(w, 1.0), max(h, 1.0))
         crop = square_crop(rgb, cx, cy, side, SEARCH_SIZE)
         boxes, probs = decode(*self.head(self.template, self.trunk(self.normalise(crop))))
         scale = SEARCH_SIZE / side

@@ -34,7 +34,9 @@ def agreement(boxes: np.ndarray, others: np.ndarray, scores: np.ndarray) -> np.n
     ``x1, y1, x2, y2`` in one frame's pixels): the largest ``score * IoU``, ``[K]``."""
     if not len(boxes) or not len(others):
         return np.zeros(len(boxes))
-    iou = box_iou(torch.as_tensor(boxes, dtype=torch.float64), torch.as_tensor(others))
+    iou = box_iou(
+        torch.as_tensor(boxes, dtype=torch.float64), torch.as_tensor(others, dtype=torch.float64)
+    )
     return (iou * torch.as_tensor(scores, dtype=torch.float64)[None]).amax(1).numpy()
 
 
