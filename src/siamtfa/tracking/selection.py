@@ -8,6 +8,8 @@ with its defaults the choice is exactly the paper's.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -32,12 +34,20 @@ def blend(scores: np.ndarray, evidence: np.ndarray, weight: float) -> np.ndarray
 def agreement(boxes: np.ndarray, others: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Each of ``boxes [K, 4]``'s agreement with ``others [N, 4]`` scored ``scores [N]`` (all
     ``x1, y1, x2, y2`` in one frame's pixels): the largest ``score * IoU``, ``[K]``."""
-    if not len(boxes) or not len(others):
-        return np.zeros(len(boxes))
-    iou = box_iou(
-        torch.as_tensor(boxes, dtype=torch.float64), torch.as_tensor(others, dtype=torch.float64)
-    )
-    return (iou * torch.as_tensor(scores, dtype=torch.float64)[None]).amax(1).numpy()
+    return _weighted_max(_iou(boxes, others), scores)
+
+
+def _iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """``[K, N]`` IoU of two box sets, in float64."""
+    as64 = functools.partial(torch.as_tensor, dtype=torch.float64)
+    return box_iou(as64(boxes).reshape(-1, 4), as64(others).reshape(-1, 4)).numpy()
+
+
+def _weighted_max(iou: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each row's largest ``score * IoU`` over ``iou [K, N]``'s columns; 0 with no column."""
+    if not iou.shape[1]:
+        return np.zeros(iou.shape[0])
+    return (iou * np.asarray(scores, np.float64)[None]).max(1)
 
 
 def fuse(
@@ -50,11 +60,12 @@ def fuse(
     """SiamTFA's RoIs and the correlation head's boxes as one candidate list, ranked (stable,
     RoIs first on ties). Each candidate scores ``(1 - weight) * SiamTFA's evidence + weight *
     the head's``: a RoI its own score and its :func:`agreement` with the head's boxes, a head
-    box its agreement with the RoIs and its own probability."""
+    box its agreement with the RoIs and its own probability (one IoU matrix serves both)."""
+    iou = _iou(rois, head_boxes)
     scores = np.concatenate(
         [
-            (1 - weight) * roi_scores + weight * agreement(rois, head_boxes, head_probs),
-            (1 - weight) * agreement(head_boxes, rois, roi_scores) + weight * head_probs,
+            (1 - weight) * roi_scores + weight * _weighted_max(iou, head_probs),
+            (1 - weight) * _weighted_max(iou.T, roi_scores) + weight * head_probs,
         ]
     )
     order = np.argsort(-scores, kind="stable")
