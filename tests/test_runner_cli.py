@@ -310,6 +310,51 @@ def test_nanotrack_eval_gives_opencvs_own_boxes(tmp_path: Path, version: str) ->
     assert report["overall"]["ao"] > 0.3  # it follows the targets
 
 
+def _opencv_boxes(tracker, frames: list[np.ndarray], box: np.ndarray) -> np.ndarray:
+    """OpenCV's ``tracker`` called directly on BGR copies of RGB ``frames``, ints in."""
+    bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+    tracker.init(bgr[0], tuple(round(v) for v in box))
+    return np.array([box] + [np.array(tracker.update(f)[1], float) for f in bgr[1:]])
+
+
+@pytest.mark.parametrize("kind", ["csrt", "nanotrack"])
+def test_track_command_runs_opencvs_trackers(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture
+) -> None:
+    import cv2
+    from PIL import Image
+
+    if kind == "nanotrack" and not NANOTRACK.is_dir():
+        pytest.skip("NanoTrack's ONNX files are not here")
+    seq = render_sequence(6, 0, 8, size=(320, 240))
+    source = tmp_path / "frames"
+    source.mkdir()
+    for i, f in enumerate(seq.frames):
+        Image.fromarray(f).save(source / f"{i:05d}.png")
+    box = ",".join(str(v) for v in seq.boxes[0])
+    out, boxes = tmp_path / "out.mp4", tmp_path / "boxes.txt"
+    args = ["track", str(source), "--box", box, "--tracker", kind, "--boxes", str(boxes)]
+    models = ["--model-dir", str(NANOTRACK)] if kind == "nanotrack" else []
+    if kind == "nanotrack":
+        params = cv2.TrackerNano_Params()
+        params.backbone = str(NANOTRACK / "nanotrack_backbone_sim_v2.onnx")
+        params.neckhead = str(NANOTRACK / "nanotrack_head_sim_v2.onnx")
+        reference = cv2.TrackerNano_create(params)
+    else:
+        reference = cv2.TrackerCSRT_create()
+    assert main([*args, *models, "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    expected = _opencv_boxes(reference, seq.frames, seq.boxes[0])
+    np.testing.assert_allclose(np.loadtxt(boxes, delimiter=","), expected, atol=0.01)
+    capsys.readouterr()
+    # a siamtfa checkpoint, or NanoTrack without its models: one line naming it
+    assert main([*args, *models, "--checkpoint", "x.pt"]) == 2
+    assert f"--checkpoint is a siamtfa checkpoint, not {kind}'s" in capsys.readouterr().err
+    if kind == "nanotrack":
+        assert main(args) == 2
+        assert "nanotrack needs --model-dir" in capsys.readouterr().err
+
+
 def test_summary_describes_the_default_model_unless_told(capsys: pytest.CaptureFixture) -> None:
     # no option: the model Tracker() uses, whatever it is; counted here independently
     assert main(["summary"]) == 0

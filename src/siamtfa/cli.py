@@ -66,8 +66,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argparse.Namespace):
-    """(tracker, results-folder name, info) for ``siamtfa``, ``csrt`` or ``kcf``; ``options``
-    holds the ``_tracker_options``."""
+    """(tracker, results-folder name, info) for ``siamtfa`` or one of OpenCV's ``KINDS``;
+    ``options`` holds the ``_tracker_choice`` and ``_tracker_options``."""
     from siamtfa.tracking import OpenCVTracker, Tracker
     from siamtfa.tracking.tracker import DEFAULT_CHECKPOINT, default_tracker_source
 
@@ -77,6 +77,8 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
     overrides = _tracking_overrides(options.tracking or [])
     if overrides and kind != "siamtfa":
         raise ValueError(f"--tracking sets siamtfa's tracking settings, not {kind}'s")
+    if checkpoint and kind != "siamtfa":
+        raise ValueError(f"--checkpoint is a siamtfa checkpoint, not {kind}'s")
 
     if kind in ("csrt", "kcf"):
         return OpenCVTracker(kind), kind, {"tracker": kind}
@@ -225,7 +227,7 @@ def cmd_track(args: argparse.Namespace) -> int:
             raise ValueError(f"--box must be four numbers x,y,w,h, got {args.box!r}")
     else:
         raise ValueError("give the target with --box x,y,w,h or --select")
-    tracker, _, _ = _make_tracker("siamtfa", args.checkpoint, "online", args)  # a stream
+    tracker, _, _ = _make_tracker(args.tracker, args.checkpoint, "online", args)  # a stream
     video = AnnotatedVideo(args.out, fps) if args.out else None
     tracker.init(first, box)
     boxes = [box]
@@ -238,7 +240,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         boxes.append(tracker.update(frame))
         rate = (len(boxes) - 1) / (time.perf_counter() - start)
         if video:
-            video.write(frame, [(boxes[-1], (0, 255, 0))], f"{rate:.1f} FPS")
+            video.write(frame, [(boxes[-1], (0, 255, 0))], f"{tracker.name} {rate:.1f} FPS")
         bar.set_postfix(fps=f"{rate:.1f}")
         bar.update(1)
     bar.close()
@@ -496,6 +498,20 @@ def cmd_plot_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tracker_choice(p: argparse.ArgumentParser) -> None:
+    """Which tracker runs (eval, track): siamtfa or one of OpenCV's, NanoTrack's models."""
+    p.add_argument(
+        "--tracker",
+        default="siamtfa",
+        choices=["siamtfa", *KINDS],
+        help="nanotrack: OpenCV's TrackerNano with the ONNX models in --model-dir",
+    )
+    p.add_argument("--model-dir", help="folder of NanoTrack's ONNX files (--tracker nanotrack)")
+    p.add_argument(
+        "--nanotrack-version", default="v2", choices=["v1", "v2"], help="NanoTrack's models"
+    )
+
+
 def _tracker_options(p: argparse.ArgumentParser) -> None:
     """The options of every command that runs the siamtfa tracker (demo, eval, track)."""
     p.add_argument("--checkpoint", help="siamtfa checkpoint (default: the shipped one)")
@@ -562,16 +578,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="run a tracker on a benchmark and report")
-    p.add_argument(
-        "--tracker",
-        default="siamtfa",
-        choices=["siamtfa", *KINDS],
-        help="nanotrack: OpenCV's TrackerNano with the ONNX models in --model-dir",
-    )
-    p.add_argument("--model-dir", help="folder of NanoTrack's ONNX files (--tracker nanotrack)")
-    p.add_argument(
-        "--nanotrack-version", default="v2", choices=["v1", "v2"], help="NanoTrack's models"
-    )
+    _tracker_choice(p)
     p.add_argument("--mode", default="online", choices=["online", "clip"], help="siamtfa's mode")
     p.add_argument(
         "--dataset",
@@ -597,6 +604,7 @@ def _add_track(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--select", action="store_true", help="draw the box (needs a display)")
     p.add_argument("--out", help="annotated MP4")
     p.add_argument("--boxes", help="text file of x,y,w,h per frame")
+    _tracker_choice(p)
     _tracker_options(p)
     p.set_defaults(func=cmd_track)
 
