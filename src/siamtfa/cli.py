@@ -316,7 +316,17 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
 
 # options that set a run up: a resumed run keeps its own, so giving one with --resume is a
 # mistake, never silently ignored
-RUN_OPTIONS = ("preset", "config", "data", "out", "init", "val", "backbone_weights", "overwrite")
+RUN_OPTIONS = (
+    "preset",
+    "config",
+    "data",
+    "out",
+    "init",
+    "teacher",
+    "val",
+    "backbone_weights",
+    "overwrite",
+)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -341,6 +351,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.model.backbone.weights = args.backbone_weights
         if args.init:
             cfg.train.init = args.init
+        if args.teacher:
+            cfg.train.teacher = args.teacher
         trainer = Trainer.new(cfg, args.data, args.out, args.overwrite, val=args.val, **options)
     result = trainer.run(args.stop_after, args.time_limit)
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
@@ -690,6 +702,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backbone-weights", help="local torchvision ImageNet ResNet checkpoint")
     p.add_argument("--init", metavar="CKPT", help="start from a siamtfa checkpoint's weights")
+    p.add_argument(
+        "--teacher",
+        metavar="ONNX",
+        help="NanoTrack v2's head (nanotrack_head_sim_v2.onnx): train.teacher, the RoI "
+        "classifier's teacher when model.roi.cls_target is teacher",
+    )
     p.add_argument(
         "--val",
         metavar="KIND=PATH",

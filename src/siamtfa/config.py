@@ -69,8 +69,11 @@ class RoIConfig:
     smooth_l1_beta: float = 1.0
     # The classifier's target for a foreground RoI: 1 (the paper), or "iou": the IoU of the box
     # it regresses to with the target (soft cross-entropy; background stays 0), so that the
-    # score ranks the overlapping boxes by how well they will fit
-    cls_target: Literal["binary", "iou"] = "binary"
+    # score ranks the overlapping boxes by how well they will fit; or "teacher": for every RoI
+    # (1 - teacher_weight) x its label + teacher_weight x a pretrained teacher's agreement with
+    # it (train.teacher; siamtfa.training.teacher)
+    cls_target: Literal["binary", "iou", "teacher"] = "binary"
+    teacher_weight: float = 0.5
 
 
 @dataclass
@@ -149,6 +152,9 @@ class TrainConfig:
     num_workers: int = 2
     val_every: int = 0  # iterations between validations (and at the end); 0: off
     init: str | None = None  # siamtfa checkpoint whose model weights start the run (fine-tuning)
+    # NanoTrack v2's ONNX head (nanotrack_head_sim_v2.onnx), the teacher of model.roi.cls_target
+    # "teacher", run on the model's own frozen stride-16 trunk (a mobile model)
+    teacher: str | None = None
 
 
 @dataclass

@@ -64,10 +64,11 @@ class RoIHead(nn.Module):
         clip_len: int,
         image_size: tuple[int, int],
         targets: list[Tensor | None] | None = None,
+        teacher: list[tuple[Tensor, Tensor] | None] | None = None,
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
         if targets is None:
             return self.detect(feats, proposals, template, clip_len, image_size), {}
-        return [], self.loss(feats, proposals, template, clip_len, targets)
+        return [], self.loss(feats, proposals, template, clip_len, targets, teacher)
 
     def detect(
         self,
@@ -97,13 +98,27 @@ class RoIHead(nn.Module):
                 )
         return out
 
-    def cls_targets(self, labels: Tensor, deltas: Tensor, rois: Tensor, gt: Tensor) -> Tensor:
+    def cls_targets(
+        self,
+        labels: Tensor,
+        deltas: Tensor,
+        rois: Tensor,
+        gt: Tensor,
+        taught: Tensor | None = None,
+    ) -> Tensor:
         """The classifier's targets for RoIs with ``labels`` (1 foreground, 0 background):
         the labels (``cls_target "binary"``), or ``[R, 2]`` class probabilities whose foreground
         share is the IoU of each foreground RoI's regressed box (``deltas`` on ``rois``, not
-        differentiated) with its target box ``gt`` (``"iou"``)."""
+        differentiated) with its target box ``gt`` (``"iou"``), or ``(1 - w) x label + w x
+        taught``, the teacher's agreement with each RoI (``"teacher"``, ``w`` its weight)."""
         if self.cfg.cls_target == "binary":
             return labels
+        if self.cfg.cls_target == "teacher":
+            if taught is None:
+                raise ValueError("model.roi.cls_target 'teacher' needs a teacher (train.teacher)")
+            w = self.cfg.teacher_weight
+            share = (1 - w) * labels.float() + w * taught
+            return torch.stack((1 - share, share), 1)
         fg = labels == 1
         quality = torch.zeros(len(labels), device=rois.device)
         with torch.no_grad():
@@ -118,10 +133,11 @@ class RoIHead(nn.Module):
         template: Tensor,
         clip_len: int,
         targets: list[Tensor | None],
+        teacher: list[tuple[Tensor, Tensor] | None] | None = None,
     ) -> dict[str, Tensor]:
         cfg = self.cfg
-        rois, labels, gt_boxes = [], [], []
-        for props, target in zip(proposals, targets):
+        rois, labels, gt_boxes, taught = [], [], [], []
+        for i, (props, target) in enumerate(zip(proposals, targets)):
             cand = props if target is None else torch.cat((props, target[None].to(props.dtype)))
             lab = assign_by_iou(cand, target, cfg.fg_iou, cfg.bg_iou, False)
             pos, neg = sample_balanced(lab, cfg.batch_size_per_image, cfg.positive_fraction)
@@ -132,8 +148,11 @@ class RoIHead(nn.Module):
             if target is not None:
                 gt[: pos.numel()] = target.float()
             gt_boxes.append(gt)
+            if teacher is not None:
+                taught.append(_agreement(rois[-1], labels[-1], teacher[i]))
         x = self.fused_features(feats, rois, template, clip_len)
         labels_t, gt_t, rois_t = torch.cat(labels), torch.cat(gt_boxes), torch.cat(rois).float()
+        taught_t = torch.cat(taught) if teacher is not None else None
         if self.dropout is not None:
             mask = self.dropout.random_mask(x)
             logits, deltas = self.predict(self.dropout.apply(x, mask))
@@ -144,7 +163,9 @@ class RoIHead(nn.Module):
         reg_t = self.coder.encode(rois_t[fg], gt_t[fg])
         losses = {
             "rcnn_cls": F.cross_entropy(
-                logits.float(), self.cls_targets(labels_t, deltas, rois_t, gt_t), reduction="sum"
+                logits.float(),
+                self.cls_targets(labels_t, deltas, rois_t, gt_t, taught_t),
+                reduction="sum",
             )
             / num,
             "rcnn_reg": F.smooth_l1_loss(
@@ -160,3 +181,14 @@ class RoIHead(nn.Module):
         else:
             losses["adv"] = logits.sum() * 0.0
         return losses
+
+
+def _agreement(rois: Tensor, labels: Tensor, taught: tuple[Tensor, Tensor] | None) -> Tensor:
+    """Each RoI's agreement with a teacher's boxes ``[K, 4]`` and probabilities ``[K]``: the
+    largest probability x IoU; its label where the teacher did not look (an absent target)."""
+    if taught is None:
+        return labels.float()
+    boxes, probs = taught
+    if not len(boxes) or not len(rois):
+        return torch.zeros(len(rois), device=rois.device)
+    return (box_iou(rois.float(), boxes.float()) * probs.float()[None]).max(1).values

@@ -137,16 +137,21 @@ class SiamTFA(nn.Module):
         clip_len: int = 1,
         search_boxes: Tensor | None = None,
         search_present: Tensor | None = None,
+        teacher: list[tuple[Tensor, Tensor] | None] | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Training (``self.training``): the dict of named losses plus ``loss``.
         Inference: per search frame ``{"box", "score", "boxes", "scores"}``, best first.
 
         ``search_images`` is ``[N * clip_len, 3, H, W]``, clip-major and time-sorted, one clip per
         template; boxes are ``x1, y1, x2, y2`` in input pixels; ``search_present`` (bool ``[N*T]``)
-        marks frames whose target is visible (absent frames train only as background).
+        marks frames whose target is visible (absent frames train only as background);
+        ``teacher`` holds each search frame's teacher boxes and probabilities
+        (``model.roi.cls_target "teacher"``, :class:`siamtfa.training.teacher.HeadTeacher`).
         """
         template = self.template_features(template_images, template_boxes)
-        return self.forward_search(template, search_images, clip_len, search_boxes, search_present)
+        return self.forward_search(
+            template, search_images, clip_len, search_boxes, search_present, teacher=teacher
+        )
 
     def forward_search(
         self,
@@ -159,6 +164,7 @@ class SiamTFA(nn.Module):
         search_maps: Callable | None = None,
         appearance: Tensor | None = None,
         keep_trunk: bool = False,
+        teacher: list[tuple[Tensor, Tensor] | None] | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """The search branch on a cached template (see :meth:`forward`); with ``stream`` (one
         frame per call) the temporal shift takes its past from the previous call;
@@ -187,7 +193,7 @@ class SiamTFA(nn.Module):
         sizes = [tuple(f.shape[-2:]) for f in feats]
         proposals, rpn_losses = self.rpn(logits, deltas, sizes, image_size, targets)
         detections, roi_losses = self.roi_head(
-            feats[:4], proposals, template, clip_len, image_size, targets
+            feats[:4], proposals, template, clip_len, image_size, targets, teacher
         )
         if targets is None:
             if appearance is not None:

@@ -88,6 +88,12 @@ class HeadLook:
         cx, cy, side = x + w / 2, y + h / 2, 2 * context_side(max(w, 1.0), max(h, 1.0))
         crop = square_crop(rgb, cx, cy, side, SEARCH_SIZE)
         boxes, probs = decode(*self.head(self.template, self.trunk(self.normalise(crop))))
-        scale = SEARCH_SIZE / side
-        origin = np.array([cx, cy, cx, cy]) - side / 2
-        return (boxes + 0.5) / scale - 0.5 + origin, probs
+        return crop_to_image(boxes, cx, cy, side), probs
+
+
+def crop_to_image(boxes: np.ndarray, cx: float, cy: float, side: float) -> np.ndarray:
+    """Boxes ``[N, 4]`` in the pixels of the search crop that :func:`square_crop` took (the
+    ``side``-pixel square centred on ``(cx, cy)``) in the image's pixels."""
+    scale = SEARCH_SIZE / side
+    origin = np.array([cx, cy, cx, cy]) - side / 2
+    return (boxes + 0.5) / scale - 0.5 + origin

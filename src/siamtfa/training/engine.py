@@ -36,6 +36,7 @@ from siamtfa.evaluation.score import score
 from siamtfa.model import LOSS_KEYS, build_model
 from siamtfa.tracking import Tracker
 from siamtfa.tracking.tuning import track_all
+from siamtfa.training.teacher import HeadTeacher
 
 log = logging.getLogger(__name__)
 LAST = "last.pt"
@@ -143,6 +144,26 @@ def _distributed() -> tuple[int, int, int]:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return rank, local, world
+
+
+def make_teacher(cfg: Config, model: nn.Module, device: torch.device) -> HeadTeacher | None:
+    """The RoI classifier's teacher (``model.roi.cls_target "teacher"``): NanoTrack's head
+    from ``train.teacher`` on ``model``'s trunk; None for the other targets."""
+    if cfg.model.roi.cls_target != "teacher":
+        return None
+    if not cfg.train.teacher:
+        raise ValueError("model.roi.cls_target 'teacher' needs train.teacher: NanoTrack v2's head")
+    if cfg.model.backbone.arch != "mobilenet_v3":
+        raise ValueError(
+            "model.roi.cls_target 'teacher' needs backbone arch 'mobilenet_v3' (NanoTrack's "
+            f"trunk), not {cfg.model.backbone.arch!r}"
+        )
+    from siamtfa.model.convert import nanotrack_head
+    from siamtfa.model.correlation_head import CorrelationHead
+
+    head = CorrelationHead().requires_grad_(False)
+    head.load_state_dict(nanotrack_head(cfg.train.teacher))
+    return HeadTeacher(model.trunk, head.to(device))
 
 
 def validate(model: nn.Module, cfg: Config, sequences: list, device: torch.device) -> float:
@@ -261,6 +282,7 @@ class Trainer:
             if tc.init:
                 load_model_weights(self.model, load_checkpoint(tc.init)["model"], tc.init)
             torch.manual_seed(tc.seed * 1000 + self.rank)  # per-rank dropout / sampling
+        self.teacher = make_teacher(cfg, self.model, self.device)
         self.sources = read_sources(data)
         self.val_seqs: list[Sequence] = []
         if val and tc.val_every:
@@ -359,15 +381,11 @@ class Trainer:
         tc, dev = self.cfg.train, self.device
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.iteration, tc, self.world)
+        inputs = [batch[k].to(dev) for k in ("template", "template_box", "search")]
+        boxes, present = batch["search_boxes"].to(dev), batch["present"].to(dev)
+        teacher = self.teacher(*inputs, boxes, present, tc.clip_len) if self.teacher else None
         with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            losses = self.wrapped(
-                batch["template"].to(dev),
-                batch["template_box"].to(dev),
-                batch["search"].to(dev),
-                tc.clip_len,
-                batch["search_boxes"].to(dev),
-                batch["present"].to(dev),
-            )
+            losses = self.wrapped(*inputs, tc.clip_len, boxes, present, teacher=teacher)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["loss"]).backward()
         self.scaler.unscale_(self.optimizer)
