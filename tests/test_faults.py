@@ -448,9 +448,9 @@ CASES = [
     Case("--resume with --config", resume_with("--config", "x.yaml"), r"--config cannot change"),
     Case("--resume with --data", resume_with("--data", "synthetic=x"), r"--data cannot change"),
     Case(
-        "--resume with --init --val",
-        resume_with("--init", "a.pt", "--val", "got10k=v"),
-        r"--init, --val cannot change",
+        "--resume with --init --teacher --val",
+        resume_with("--init", "a.pt", "--teacher", "h.onnx", "--val", "got10k=v"),
+        r"--init, --teacher, --val cannot change",
     ),
     # raw tracebacks
     Case(
