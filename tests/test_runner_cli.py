@@ -201,6 +201,16 @@ def write_video(path: Path, frames: list[np.ndarray]) -> None:
     writer.release()
 
 
+def write_frames(folder: Path, frames: list[np.ndarray]) -> Path:
+    """``frames`` as numbered PNGs in ``folder`` (made)."""
+    from PIL import Image
+
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"{i:05d}.png")
+    return folder
+
+
 @pytest.mark.parametrize("kind", ["video", "folder"])
 def test_track_command(tmp_path: Path, kind: str) -> None:
     seq = render_sequence(5, 0, 6, size=(160, 120))
@@ -208,12 +218,7 @@ def test_track_command(tmp_path: Path, kind: str) -> None:
         source = tmp_path / "in.mp4"
         write_video(source, seq.frames)
     else:
-        from PIL import Image
-
-        source = tmp_path / "frames"
-        source.mkdir()
-        for i, f in enumerate(seq.frames):
-            Image.fromarray(f).save(source / f"{i:05d}.png")
+        source = write_frames(tmp_path / "frames", seq.frames)
     box = ",".join(str(v) for v in seq.boxes[0])
     out, boxes = tmp_path / "out.mp4", tmp_path / "boxes.txt"
     assert main(["track", str(source), "--box", box, "--out", str(out), "--boxes", str(boxes)]) == 0
@@ -237,12 +242,7 @@ def test_version_and_every_option_documented(capsys: pytest.CaptureFixture) -> N
 
 
 def test_track_needs_a_box(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    folder = tmp_path / "f"
-    folder.mkdir()
-    from PIL import Image
-
-    for i in range(2):
-        Image.new("RGB", (64, 48)).save(folder / f"{i}.png")
+    folder = write_frames(tmp_path / "f", [np.zeros((48, 64, 3), np.uint8)] * 2)
     assert main(["track", str(folder)]) == 2
     assert "give the target with --box x,y,w,h or --select" in capsys.readouterr().err
     assert main(["track", str(folder), "--box", "10,10,20,20"]) == 0  # the same, with a box
@@ -262,6 +262,13 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     video.release()
     assert (tmp_path / "results" / "success.png").is_file()
     assert (tmp_path / "results" / "report.json").is_file()
+
+
+def _opencv_boxes(tracker, frames: list[np.ndarray], box: np.ndarray) -> np.ndarray:
+    """OpenCV's ``tracker`` called directly on BGR copies of RGB ``frames``, ints in."""
+    bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+    tracker.init(bgr[0], tuple(round(v) for v in box))
+    return np.array([box] + [np.array(tracker.update(f)[1], float) for f in bgr[1:]])
 
 
 NANOTRACK = Path(__file__).resolve().parents[2] / "shared" / "models" / "nanotrack"
@@ -302,19 +309,10 @@ def test_nanotrack_eval_gives_opencvs_own_boxes(tmp_path: Path, version: str) ->
         params = cv2.TrackerNano_Params()
         params.backbone, params.neckhead = str(NANOTRACK / backbone), str(NANOTRACK / head)
         nano = cv2.TrackerNano_create(params)
-        frames = [np.ascontiguousarray(read_frame(f)[..., ::-1]) for f in seq.frames]
-        nano.init(frames[0], tuple(round(v) for v in seq.boxes[0]))
-        expected = [seq.boxes[0]] + [np.array(nano.update(f)[1], float) for f in frames[1:]]
+        expected = _opencv_boxes(nano, [read_frame(f) for f in seq.frames], seq.boxes[0])
         ours = np.loadtxt(result_paths(out, name, seq.name, "got10k")[0], delimiter=",")
-        np.testing.assert_allclose(ours, np.array(expected), atol=1e-3)
+        np.testing.assert_allclose(ours, expected, atol=1e-3)
     assert report["overall"]["ao"] > 0.3  # it follows the targets
-
-
-def _opencv_boxes(tracker, frames: list[np.ndarray], box: np.ndarray) -> np.ndarray:
-    """OpenCV's ``tracker`` called directly on BGR copies of RGB ``frames``, ints in."""
-    bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
-    tracker.init(bgr[0], tuple(round(v) for v in box))
-    return np.array([box] + [np.array(tracker.update(f)[1], float) for f in bgr[1:]])
 
 
 @pytest.mark.parametrize("kind", ["csrt", "nanotrack"])
@@ -322,15 +320,11 @@ def test_track_command_runs_opencvs_trackers(
     tmp_path: Path, kind: str, capsys: pytest.CaptureFixture
 ) -> None:
     import cv2
-    from PIL import Image
 
     if kind == "nanotrack" and not NANOTRACK.is_dir():
         pytest.skip("NanoTrack's ONNX files are not here")
     seq = render_sequence(6, 0, 8, size=(320, 240))
-    source = tmp_path / "frames"
-    source.mkdir()
-    for i, f in enumerate(seq.frames):
-        Image.fromarray(f).save(source / f"{i:05d}.png")
+    source = write_frames(tmp_path / "frames", seq.frames)
     box = ",".join(str(v) for v in seq.boxes[0])
     out, boxes = tmp_path / "out.mp4", tmp_path / "boxes.txt"
     args = ["track", str(source), "--box", box, "--tracker", kind, "--boxes", str(boxes)]
