@@ -36,7 +36,7 @@ from siamtfa.evaluation.score import score
 from siamtfa.model import LOSS_KEYS, build_model
 from siamtfa.tracking import Tracker
 from siamtfa.tracking.tuning import track_all
-from siamtfa.training.teacher import HeadTeacher
+from siamtfa.training.teacher import make_teacher
 
 log = logging.getLogger(__name__)
 LAST = "last.pt"
@@ -144,26 +144,6 @@ def _distributed() -> tuple[int, int, int]:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return rank, local, world
-
-
-def make_teacher(cfg: Config, model: nn.Module, device: torch.device) -> HeadTeacher | None:
-    """The RoI classifier's teacher (``model.roi.cls_target "teacher"``): NanoTrack's head
-    from ``train.teacher`` on ``model``'s trunk; None for the other targets."""
-    if cfg.model.roi.cls_target != "teacher":
-        return None
-    if not cfg.train.teacher:
-        raise ValueError("model.roi.cls_target 'teacher' needs train.teacher: NanoTrack v2's head")
-    if cfg.model.backbone.arch != "mobilenet_v3":
-        raise ValueError(
-            "model.roi.cls_target 'teacher' needs backbone arch 'mobilenet_v3' (NanoTrack's "
-            f"trunk), not {cfg.model.backbone.arch!r}"
-        )
-    from siamtfa.model.convert import nanotrack_head
-    from siamtfa.model.correlation_head import CorrelationHead
-
-    head = CorrelationHead().requires_grad_(False)
-    head.load_state_dict(nanotrack_head(cfg.train.teacher))
-    return HeadTeacher(model.trunk, head.to(device))
 
 
 def validate(model: nn.Module, cfg: Config, sequences: list, device: torch.device) -> float:

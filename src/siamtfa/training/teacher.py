@@ -17,8 +17,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from siamtfa.config import Config
 from siamtfa.model.correlation_head import CorrelationHead
 from siamtfa.tracking.head_look import (
     SEARCH_SIZE,
@@ -73,8 +74,8 @@ class HeadTeacher:
         clip_len: int,
     ) -> list[tuple[Tensor, Tensor] | None]:
         """Per search frame, the head's boxes ``[K, 4]`` (``x1, y1, x2, y2`` in the frame's
-        input pixels) and target probabilities ``[K]`` around its target; None where the
-        target is absent (``present``). Boxes are in input pixels, one template per clip."""
+        input pixels) and target probabilities ``[K]`` around its target, from its clip's
+        template; None where the target is absent (``present``)."""
         centres, sides = _crop_geometry(template_boxes, 1.0)
         template = self.trunk(square_crops(template_images, centres, sides, TEMPLATE_SIZE))
         centres, sides = _crop_geometry(search_boxes, 2.0)
@@ -91,3 +92,22 @@ class HeadTeacher:
             device = search_images.device
             out.append((torch.from_numpy(boxes).to(device), torch.from_numpy(probs).to(device)))
         return out
+
+
+def make_teacher(cfg: Config, model: nn.Module, device: torch.device) -> HeadTeacher | None:
+    """The RoI classifier's teacher (``model.roi.cls_target "teacher"``): NanoTrack's head
+    from ``train.teacher`` on ``model``'s trunk; None for the other targets."""
+    if cfg.model.roi.cls_target != "teacher":
+        return None
+    if not cfg.train.teacher:
+        raise ValueError("model.roi.cls_target 'teacher' needs train.teacher: NanoTrack v2's head")
+    if cfg.model.backbone.arch != "mobilenet_v3":
+        raise ValueError(
+            "model.roi.cls_target 'teacher' needs backbone arch 'mobilenet_v3' (NanoTrack's "
+            f"trunk), not {cfg.model.backbone.arch!r}"
+        )
+    from siamtfa.model.convert import nanotrack_head  # needs onnx
+
+    head = CorrelationHead().requires_grad_(False)
+    head.load_state_dict(nanotrack_head(cfg.train.teacher))
+    return HeadTeacher(model.trunk, head.to(device))
