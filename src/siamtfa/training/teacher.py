@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from siamtfa.config import Config
+from siamtfa.model.convert import nanotrack_head
 from siamtfa.model.correlation_head import CorrelationHead
 from siamtfa.tracking.head_look import (
     SEARCH_SIZE,
@@ -106,8 +107,6 @@ def make_teacher(cfg: Config, model: nn.Module, device: torch.device) -> HeadTea
             "model.roi.cls_target 'teacher' needs backbone arch 'mobilenet_v3' (NanoTrack's "
             f"trunk), not {cfg.model.backbone.arch!r}"
         )
-    from siamtfa.model.convert import nanotrack_head  # needs onnx
-
     head = CorrelationHead().requires_grad_(False)
     head.load_state_dict(nanotrack_head(cfg.train.teacher))
     return HeadTeacher(model.trunk, head.to(device))
