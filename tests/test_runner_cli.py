@@ -341,9 +341,9 @@ def test_track_command_runs_opencvs_trackers(
     expected = _opencv_boxes(reference, seq.frames, seq.boxes[0])
     np.testing.assert_allclose(np.loadtxt(boxes, delimiter=","), expected, atol=0.01)
     capsys.readouterr()
-    # a siamtfa checkpoint, or NanoTrack without its models: one line naming it
-    assert main([*args, *models, "--checkpoint", "x.pt"]) == 2
-    assert f"--checkpoint is a siamtfa checkpoint, not {kind}'s" in capsys.readouterr().err
+    # siamtfa's options, or NanoTrack without its models: one line naming them
+    assert main([*args, *models, "--checkpoint", "x.pt", "--precision", "bf16"]) == 2
+    assert f"--checkpoint, --precision: siamtfa's options, not {kind}'s" in capsys.readouterr().err
     if kind == "nanotrack":
         assert main(args) == 2
         assert "nanotrack needs --model-dir" in capsys.readouterr().err

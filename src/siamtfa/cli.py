@@ -65,6 +65,18 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# the _tracker_options and their defaults: another value means nothing to OpenCV's trackers
+SIAMTFA_ONLY = {
+    "checkpoint": None,
+    "device": None,
+    "precision": "fp32",
+    "channels_last": None,
+    "compile": False,
+    "paper_rule": False,
+    "tracking": None,
+}
+
+
 def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argparse.Namespace):
     """(tracker, results-folder name, info) for ``siamtfa`` or one of OpenCV's ``KINDS``;
     ``options`` holds the ``_tracker_choice`` and ``_tracker_options``."""
@@ -75,10 +87,13 @@ def _make_tracker(kind: str, checkpoint: str | None, mode: str, options: argpars
     channels_last, paper_rule = options.channels_last, options.paper_rule
     compiled = options.compile
     overrides = _tracking_overrides(options.tracking or [])
-    if overrides and kind != "siamtfa":
-        raise ValueError(f"--tracking sets siamtfa's tracking settings, not {kind}'s")
-    if checkpoint and kind != "siamtfa":
-        raise ValueError(f"--checkpoint is a siamtfa checkpoint, not {kind}'s")
+    if kind != "siamtfa":
+        given = [
+            f"--{k.replace('_', '-')}" for k, v in SIAMTFA_ONLY.items() if vars(options)[k] != v
+        ]
+        given += ["--mode clip"] if mode != "online" else []
+        if given:
+            raise ValueError(f"{', '.join(given)}: siamtfa's options, not {kind}'s")
 
     if kind in ("csrt", "kcf"):
         return OpenCVTracker(kind), kind, {"tracker": kind}
