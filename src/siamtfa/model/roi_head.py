@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from siamtfa.config import AdversarialDropoutConfig, RoIConfig
 from siamtfa.model.adversarial_dropout import AdversarialDropout, kl_from_logits
 from siamtfa.model.assign import assign_by_iou, sample_balanced
-from siamtfa.ops import BoxCoder, box_iou, clip_boxes, multiscale_roi_align
+from siamtfa.ops import BoxCoder, best_overlap, box_iou, clip_boxes, multiscale_roi_align
 
 
 class RoIHead(nn.Module):
@@ -189,6 +189,4 @@ def _agreement(rois: Tensor, labels: Tensor, taught: tuple[Tensor, Tensor] | Non
     if taught is None:
         return labels.float()
     boxes, probs = taught
-    if not len(boxes) or not len(rois):
-        return torch.zeros(len(rois), device=rois.device)
-    return (box_iou(rois.float(), boxes.float()) * probs.float()[None]).max(1).values
+    return best_overlap(box_iou(rois.float(), boxes.float()), probs)

@@ -3,6 +3,7 @@
 from siamtfa.ops.boxes import (
     BoxCoder,
     batched_nms,
+    best_overlap,
     box_area,
     box_iou,
     clip_boxes,
@@ -17,6 +18,7 @@ from siamtfa.ops.temporal_shift import temporal_shift
 __all__ = [
     "BoxCoder",
     "batched_nms",
+    "best_overlap",
     "box_area",
     "box_iou",
     "clip_boxes",

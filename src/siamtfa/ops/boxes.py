@@ -31,6 +31,14 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     return inter.div_(union.clamp_(min=torch.finfo(inter.dtype).tiny))
 
 
+def best_overlap(iou: Tensor, scores: Tensor) -> Tensor:
+    """Each row's largest ``score * IoU`` over ``iou [K, N]``'s columns scored ``scores [N]``:
+    how strongly ``K`` boxes agree with ``N`` scored ones; zeros when ``N`` is 0."""
+    if not iou.shape[1]:
+        return iou.new_zeros(iou.shape[0])
+    return (iou * scores.to(iou.dtype)[None]).max(1).values
+
+
 def nms_keep(boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS in each row of a batch (torchvision semantics): ``boxes`` ``[G, n, 4]``,
     ``scores`` and ``valid`` (the boxes that take part) ``[G, n]``; returns the kept boxes'

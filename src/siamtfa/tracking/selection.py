@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 from siamtfa.config import TrackingConfig
-from siamtfa.ops import box_iou
+from siamtfa.ops import best_overlap, box_iou
+
+_as64 = functools.partial(torch.as_tensor, dtype=torch.float64)
 
 
 def is_paper_rule(cfg: TrackingConfig) -> bool:
@@ -34,20 +36,12 @@ def blend(scores: np.ndarray, evidence: np.ndarray, weight: float) -> np.ndarray
 def agreement(boxes: np.ndarray, others: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Each of ``boxes [K, 4]``'s agreement with ``others [N, 4]`` scored ``scores [N]`` (all
     ``x1, y1, x2, y2`` in one frame's pixels): the largest ``score * IoU``, ``[K]``."""
-    return _weighted_max(_iou(boxes, others), scores)
+    return best_overlap(_iou(boxes, others), _as64(scores)).numpy()
 
 
-def _iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+def _iou(boxes: np.ndarray, others: np.ndarray) -> Tensor:
     """``[K, N]`` IoU of two box sets, in float64."""
-    as64 = functools.partial(torch.as_tensor, dtype=torch.float64)
-    return box_iou(as64(boxes).reshape(-1, 4), as64(others).reshape(-1, 4)).numpy()
-
-
-def _weighted_max(iou: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Each row's largest ``score * IoU`` over ``iou [K, N]``'s columns; 0 with no column."""
-    if not iou.shape[1]:
-        return np.zeros(iou.shape[0])
-    return (iou * np.asarray(scores, np.float64)[None]).max(1)
+    return box_iou(_as64(boxes).reshape(-1, 4), _as64(others).reshape(-1, 4))
 
 
 def fuse(
@@ -64,8 +58,8 @@ def fuse(
     iou = _iou(rois, head_boxes)
     scores = np.concatenate(
         [
-            (1 - weight) * roi_scores + weight * _weighted_max(iou, head_probs),
-            (1 - weight) * _weighted_max(iou.T, roi_scores) + weight * head_probs,
+            (1 - weight) * roi_scores + weight * best_overlap(iou, _as64(head_probs)).numpy(),
+            (1 - weight) * best_overlap(iou.T, _as64(roi_scores)).numpy() + weight * head_probs,
         ]
     )
     order = np.argsort(-scores, kind="stable")
