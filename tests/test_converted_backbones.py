@@ -16,7 +16,7 @@ from siamtfa import build_model
 from siamtfa.checkpoint import save_checkpoint
 from siamtfa.cli import main
 from siamtfa.config import preset
-from siamtfa.model.convert import nanodet_backbone, nanotrack_backbone
+from siamtfa.model.convert import _layer_state, nanodet_backbone, nanotrack_backbone
 from siamtfa.model.csp import CSPNet
 from siamtfa.model.mobilenet import MobileNetV3
 
@@ -59,6 +59,23 @@ def test_converter_refuses_another_network(tmp_path: Path) -> None:
         nanotrack_backbone(tmp_path / "cut.onnx")
     with pytest.raises(FileNotFoundError, match="ONNX model not found"):
         nanotrack_backbone(tmp_path / "none.onnx")
+
+
+def test_each_onnx_layer_is_checked_against_its_module() -> None:
+    conv, path = torch.nn.Conv2d(3, 4, 3, padding=1), Path("net.onnx")
+    node = {"name": "Conv_7", "weight": np.ones((4, 3, 3, 3)), "bias": np.zeros(4)}
+    state = _layer_state({**node, "strides": [1, 1], "pads": [1] * 4}, conv, "a.b", path)
+    assert sorted(state) == ["a.b.bias", "a.b.weight"] and state["a.b.weight"].sum() == 108
+    for bad, message in [
+        ({"strides": [2, 2]}, r"net\.onnx: Conv_7 \(a\.b\) has strides \[2, 2\], not \[1, 1\]"),
+        (
+            {"weight": np.ones((4, 3, 1, 1))},
+            r"has weights \(4, 3, 1, 1\), a\.b needs \(4, 3, 3, 3\)",
+        ),
+        ({"bias": None}, r"a\.b needs \(4, 3, 3, 3\) and a bias"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            _layer_state({**node, **bad}, conv, "a.b", path)
 
 
 @needs_nanotrack

@@ -66,6 +66,25 @@ def _check_conv(node: dict, conv: nn.Conv2d, path: Path, key: str) -> None:
             raise ValueError(f"{path}: {node['name']} ({key}) has {attr} {node[attr]}, not {value}")
 
 
+def _layer_state(node: dict, module: nn.Module, key: str, path: Path) -> dict[str, torch.Tensor]:
+    """``module``'s weight (and bias) at ``key`` from the ONNX ``node``, checked against it:
+    a convolution's stride, groups, padding and dilation, the weight's shape, a bias exactly
+    where the module has one."""
+    if isinstance(module, nn.Conv2d):
+        _check_conv(node, module, path, key)
+    shape = getattr(node["weight"], "shape", None)
+    if shape != tuple(module.weight.shape) or (node["bias"] is None) != (module.bias is None):
+        bias = " and a bias" if module.bias is not None else ", no bias"
+        raise ValueError(
+            f"{path}: {node['name']} has weights {shape}, {key} needs "
+            f"{tuple(module.weight.shape)}{bias}"
+        )
+    state = {f"{key}.weight": torch.from_numpy(np.array(node["weight"], np.float32))}
+    if module.bias is not None:
+        state[f"{key}.bias"] = torch.from_numpy(np.array(node["bias"], np.float32))
+    return state
+
+
 def nanotrack_backbone(path: str | Path) -> dict[str, torch.Tensor]:
     """``features.0..8`` of :class:`MobileNetV3` (``pretrained_norm="none"``) from NanoTrack's
     ONNX backbone (v1 or v2): its convolutions and squeeze-excite FCs in graph order, each
@@ -86,16 +105,7 @@ def nanotrack_backbone(path: str | Path) -> dict[str, torch.Tensor]:
     state, conv_nodes, gemm_nodes = {}, iter(convs), iter(gemms)
     for key, module in layers:
         node = next(conv_nodes) if isinstance(module, nn.Conv2d) else next(gemm_nodes)
-        if isinstance(module, nn.Conv2d):
-            _check_conv(node, module, path, key)
-        shape = getattr(node["weight"], "shape", None)
-        if shape != tuple(module.weight.shape) or node["bias"] is None:
-            raise ValueError(
-                f"{path}: {node['name']} has weights {shape}, "
-                f"features.{key} needs {tuple(module.weight.shape)} and a bias"
-            )
-        state[f"features.{key}.weight"] = torch.from_numpy(np.array(node["weight"], np.float32))
-        state[f"features.{key}.bias"] = torch.from_numpy(np.array(node["bias"], np.float32))
+        state.update(_layer_state(node, module, f"features.{key}", path))
     state["features.0.0.weight"] = state["features.0.0.weight"].flip(1)  # BGR -> RGB input
     return state
 
@@ -115,18 +125,7 @@ def nanotrack_head(path: str | Path) -> dict[str, torch.Tensor]:
         )
     state = {}
     for key, node in zip(keys, convs):
-        module = head.get_submodule(key)
-        _check_conv(node, module, path, key)
-        shape = getattr(node["weight"], "shape", None)
-        if shape != tuple(module.weight.shape) or (node["bias"] is None) != (module.bias is None):
-            bias = " and a bias" if module.bias is not None else ", no bias"
-            raise ValueError(
-                f"{path}: {node['name']} has weights {shape}, {key} needs "
-                f"{tuple(module.weight.shape)}{bias}"
-            )
-        state[f"{key}.weight"] = torch.from_numpy(np.array(node["weight"], np.float32))
-        if module.bias is not None:
-            state[f"{key}.bias"] = torch.from_numpy(np.array(node["bias"], np.float32))
+        state.update(_layer_state(node, head.get_submodule(key), key, path))
     return state
 
 
